@@ -1,0 +1,1 @@
+"""Black-box contract suites for the async proxy pattern (see spec/requirements.md)."""

@@ -1,0 +1,197 @@
+"""Fixtures shared by the contract suites: the plug file, the fakes, the system under test.
+
+Expensive things start once per session (``*_server`` fixtures) and are reset
+before each test (``fake_llm``, ``fake_service``). Everything started here is
+stopped when the session ends, also when it fails.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contract_tests.harness.client import login
+from contract_tests.harness.fakes import FakeControl
+from contract_tests.harness.plug import Plug, PlugError, load_plug
+from contract_tests.harness.processes import ManagedProcess
+from contract_tests.harness.report import ContractReport
+from contract_tests.harness.requirements import load_requirements
+from contract_tests.harness.system import REPO, Fake, Harness, Running, User
+
+DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("contract", "contract suites")
+    group.addoption(
+        "--impl",
+        default=str(DEFAULT_PLUG),
+        metavar="PLUG.toml",
+        help="plug file of the implementation under test (default: %(default)s)",
+    )
+    group.addoption(
+        "--report-dir",
+        default=str(REPO / "reports"),
+        metavar="DIR",
+        help="where contract.json, contract.md and the process logs go",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
+    )
+    try:
+        plug = load_plug(config.getoption("--impl"))
+    except PlugError as exc:
+        raise pytest.UsageError(f"plug file: {exc}") from None
+    config.stash[_PLUG] = plug
+    report = ContractReport(
+        load_requirements(), Path(config.getoption("--report-dir")), plug.name, plug.known_failures
+    )
+    config.pluginmanager.register(report, "contract-report")
+
+
+_PLUG = pytest.StashKey[Plug]()
+
+
+# -- the system ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def plug(pytestconfig: pytest.Config) -> Plug:
+    return pytestconfig.stash[_PLUG]
+
+
+@pytest.fixture(scope="session")
+def secret() -> str:
+    """The shared secret of this run: random, so a leak can be searched for."""
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="session")
+def harness(plug: Plug, secret: str, pytestconfig: pytest.Config) -> Iterator[Harness]:
+    run_dir = Path(pytestconfig.getoption("--report-dir")) / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    harness = Harness(plug, run_dir, secret)
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+
+
+@pytest.fixture(scope="session")
+def users() -> list[User]:
+    """Two users created in every gateway: tests that need isolation use both."""
+    return [User("alice", secrets.token_urlsafe(12)), User("bob", secrets.token_urlsafe(12))]
+
+
+@pytest.fixture(scope="session")
+def alice(users: list[User]) -> User:
+    return users[0]
+
+
+@pytest.fixture(scope="session")
+def bob(users: list[User]) -> User:
+    return users[1]
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server(harness: Harness) -> Fake:
+    return harness.start_fake_llm()
+
+
+@pytest.fixture(scope="session")
+def fake_service_server(harness: Harness) -> Fake:
+    return harness.start_fake_service()
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: Fake) -> FakeControl:
+    """The fake LLM, reset for this test."""
+    fake_llm_server.control.reset()
+    return fake_llm_server.control
+
+
+@pytest.fixture
+def fake_service(fake_service_server: Fake) -> FakeControl:
+    """The fake internal service, reset for this test."""
+    fake_service_server.control.reset()
+    return fake_service_server.control
+
+
+@pytest.fixture(scope="session")
+def service(harness: Harness, fake_llm_server: Fake) -> Running:
+    """The implementation's service, talking to the fake LLM."""
+    return harness.start_service(fake_llm_server.url + "/v1")
+
+
+@pytest.fixture(scope="session")
+def gateway(harness: Harness, fake_service_server: Fake, users: list[User]) -> Running:
+    """The implementation's gateway, in front of the fake service."""
+    return harness.start_gateway(fake_service_server.url, users)
+
+
+@pytest.fixture(scope="session")
+def e2e_gateway(harness: Harness, service: Running, users: list[User]) -> Running:
+    """The implementation's gateway in front of its own service (the whole chain)."""
+    return harness.start_gateway(service.url, users)
+
+
+@pytest.fixture
+def start_service(harness: Harness, fake_llm_server: Fake) -> Iterator[Callable[..., Running]]:
+    """Start an extra service with other knobs; it is stopped after the test."""
+    started: list[ManagedProcess] = []
+
+    def start(**knobs: str) -> Running:
+        running = harness.start_service(fake_llm_server.url + "/v1", **knobs)
+        started.append(running.process)
+        return running
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def start_gateway(
+    harness: Harness, fake_service_server: Fake, users: list[User]
+) -> Iterator[Callable[..., Running]]:
+    """Start an extra gateway with other knobs; it is stopped after the test."""
+    started: list[ManagedProcess] = []
+
+    def start(*, service_url: str | None = None, **knobs: str) -> Running:
+        running = harness.start_gateway(service_url or fake_service_server.url, users, **knobs)
+        started.append(running.process)
+        return running
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+# -- clients ------------------------------------------------------------------------------------
+@pytest.fixture
+def service_client(service: Running, secret: str) -> Iterator[httpx.Client]:
+    """A client of the implementation's service that sends the secret, as the gateway does."""
+    with httpx.Client(
+        base_url=service.url, headers={"X-Internal-Secret": secret}, timeout=10.0, trust_env=False
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def alice_client(gateway: Running, alice: User) -> Iterator[httpx.Client]:
+    """Alice, logged in at the gateway in front of the fake service."""
+    with login(gateway.url, alice) as client:
+        yield client
+
+
+@pytest.fixture
+def e2e_client(e2e_gateway: Running, alice: User) -> Iterator[httpx.Client]:
+    """Alice, logged in at the gateway of the whole chain."""
+    with login(e2e_gateway.url, alice) as client:
+        yield client

@@ -1,0 +1,145 @@
+"""Speak to a gateway or service the way a browser or the gateway would.
+
+Helpers for the session + CSRF login flow, Server-Sent Events parsing that
+keeps the raw bytes (so tests can check event boundaries), and the
+problem+json shape every error must have.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .system import User
+
+TIMEOUT = httpx.Timeout(10.0)
+
+
+def http_client(base_url: str, **kwargs: Any) -> httpx.Client:
+    """A plain client for ``base_url`` that ignores proxy variables from the environment."""
+    return httpx.Client(base_url=base_url, timeout=TIMEOUT, trust_env=False, **kwargs)
+
+
+def async_http_client(base_url: str, **kwargs: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT, trust_env=False, **kwargs)
+
+
+def csrf_token(client: httpx.Client | httpx.AsyncClient) -> str:
+    token = client.cookies.get("csrftoken")
+    assert token, "the gateway set no csrftoken cookie"
+    return token
+
+
+def login(base_url: str, user: User, **kwargs: Any) -> httpx.Client:
+    """A client logged in as ``user``, sending the CSRF token on every request."""
+    client = http_client(base_url, **kwargs)
+    client.get("/api/auth/csrf/").raise_for_status()
+    response = client.post(
+        "/api/auth/login/",
+        headers={"X-CSRFToken": csrf_token(client)},
+        json={"username": user.username, "password": user.password},
+    )
+    assert response.status_code == 200, f"login failed: {response.status_code} {response.text}"
+    client.headers["X-CSRFToken"] = csrf_token(client)  # login rotates the token
+    return client
+
+
+async def alogin(base_url: str, user: User, **kwargs: Any) -> httpx.AsyncClient:
+    """The async twin of :func:`login`."""
+    client = async_http_client(base_url, **kwargs)
+    (await client.get("/api/auth/csrf/")).raise_for_status()
+    response = await client.post(
+        "/api/auth/login/",
+        headers={"X-CSRFToken": csrf_token(client)},
+        json={"username": user.username, "password": user.password},
+    )
+    assert response.status_code == 200, f"login failed: {response.status_code} {response.text}"
+    client.headers["X-CSRFToken"] = csrf_token(client)
+    return client
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Server-Sent Event as it was on the wire."""
+
+    event: str
+    data: str
+    raw: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class EventReader:
+    """Incremental SSE parser: feed bytes in any chunking, get complete events out.
+
+    ``pending`` holds the bytes of an event that has not been terminated by a
+    blank line yet, so a test can tell whether a stream ended on an event boundary.
+    """
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.pending = (self.pending + chunk).replace(b"\r\n", b"\n")
+        events = []
+        while b"\n\n" in self.pending:
+            raw, self.pending = self.pending.split(b"\n\n", 1)
+            event = parse_event(raw)
+            if event is not None:
+                events.append(event)
+        return events
+
+
+def parse_event(raw: bytes) -> Event | None:
+    """Parse one event block (without its blank line); comment-only blocks give None."""
+    name, data, seen = "message", [], False
+    for line in raw.decode("utf-8").split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        seen = True
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    return Event(name, "\n".join(data), raw) if seen else None
+
+
+def read_events(response: httpx.Response) -> Iterator[Event]:
+    """Events of a streamed response, as they arrive."""
+    reader = EventReader()
+    for chunk in response.iter_raw():
+        yield from reader.feed(chunk)
+    assert not reader.pending.strip(), f"stream ended inside an event: {reader.pending!r}"
+
+
+def parse_stream(body: bytes) -> tuple[list[Event], bytes]:
+    """All events of a complete body, and whatever trailing bytes were not an event."""
+    reader = EventReader()
+    events = reader.feed(body)
+    return events, reader.pending
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem response with ``status``; return its body (PROB-1)."""
+    assert response.status_code == status, (
+        f"expected {status}, got {response.status_code}: {response.text[:500]}"
+    )
+    content_type = response.headers.get("content-type", "")
+    assert content_type.split(";")[0].strip() == "application/problem+json", (
+        f"error {status} has content type {content_type!r}, not application/problem+json"
+    )
+    body = response.json()
+    assert isinstance(body, dict), body
+    for key in ("type", "title", "status", "detail"):
+        assert key in body, f"problem body lacks {key!r}: {body}"
+    assert body["status"] == status, body
+    assert isinstance(body["title"], str), body
+    assert isinstance(body["detail"], str), body
+    return body

@@ -1,0 +1,104 @@
+"""Prove the suites can fail: run them against deliberately broken implementations.
+
+Each broken variant is a plug file that declares which requirements it breaks
+(``breaks = ["GW-PROXY-3"]``) and which suite directories expose it
+(``suites = ["contract_tests/gateway"]``). The selfcheck runs those tests of the
+suite against the variant and passes only when the run fails *and* the report
+marks every broken requirement as failed: a variant rejected for the wrong
+reason does not count.
+
+    python -m contract_tests.harness.selfcheck [PLUG.toml ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .plug import PlugError, load_plug
+from .system import REPO
+
+DEFAULT_VARIANTS = sorted((REPO / "implementation" / "broken").glob("*.toml"))
+
+
+def check_variant(path: Path, report_root: Path) -> tuple[bool, str]:
+    """Run the suites against one broken variant; (rejected as declared, explanation)."""
+    plug = load_plug(path)
+    if not plug.breaks or not plug.suites:
+        return False, f"{path.name}: a broken variant must declare `breaks` and `suites`"
+    report_dir = report_root / path.stem
+    selector = " or ".join(rid.lower().replace("-", "_") for rid in plug.breaks)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *plug.suites,
+        "--impl",
+        str(path),
+        "--report-dir",
+        str(report_dir),
+        "-k",
+        selector,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--no-header",
+        "-o",
+        "addopts=--strict-markers",
+    ]
+    result = subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=900
+    )
+    if result.returncode == 0:
+        return False, f"{path.name}: the suite PASSED against a variant that breaks {plug.breaks}"
+    try:
+        summary = json.loads((report_dir / "contract.json").read_text())
+    except (OSError, ValueError):
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        return False, f"{path.name}: the suite errored without a report:\n{tail}"
+    status = {r["id"]: r["status"] for r in summary["requirements"]}
+    missed = [rid for rid in plug.breaks if status.get(rid) != "failed"]
+    if missed:
+        return False, (
+            f"{path.name}: rejected, but not by {missed} "
+            f"(status: {[status.get(r) for r in missed]})"
+        )
+    failed = [
+        t["test"].split("::")[-1]
+        for r in summary["requirements"]
+        if r["id"] in plug.breaks
+        for t in r["tests"]
+        if t["outcome"] == "failed"
+    ]
+    return True, f"{path.name}: rejected by {plug.breaks} ({len(failed)} failing tests)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", type=Path, default=DEFAULT_VARIANTS)
+    parser.add_argument("--report-dir", type=Path, default=REPO / "reports" / "selfcheck")
+    args = parser.parse_args(argv)
+    if len(args.variants) < 3:
+        print(f"selfcheck: need at least 3 broken variants, found {len(args.variants)}")
+        return 2
+    ok = True
+    for path in args.variants:
+        try:
+            rejected, message = check_variant(path.resolve(), args.report_dir)
+        except PlugError as exc:
+            rejected, message = False, str(exc)
+        ok &= rejected
+        print(("ok    " if rejected else "FAIL  ") + message, flush=True)
+    verdict = "all" if ok else "NOT all"
+    print(
+        f"selfcheck: {verdict} of {len(args.variants)} broken variants were rejected "
+        "by the requirement they break"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

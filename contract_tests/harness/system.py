@@ -1,0 +1,167 @@
+"""Start a system under test: the fakes and the implementation's components.
+
+The :class:`Harness` owns every process it starts and stops them all in
+:meth:`Harness.stop_all`, which the session fixture calls in a finalizer (and
+``processes`` stops any survivor at interpreter exit).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fakes import FakeControl
+from .plug import Component, Plug, render
+from .processes import LOOPBACK, ManagedProcess, free_port, run_command
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Knob values used unless a test asks for others. Short timeouts keep fault tests fast.
+SERVICE_KNOBS: dict[str, str] = {
+    "previous_secret": "",
+    "debug": "0",
+    "llm_model": "fake-model",
+    "llm_timeout": "3",
+}
+GATEWAY_KNOBS: dict[str, str] = {
+    "cors_origins": "http://localhost:3000",
+    "connect_timeout": "2",
+    "read_timeout": "3",
+    "pool_timeout": "2",
+    "max_connections": "20",
+}
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    password: str
+
+
+@dataclass
+class Running:
+    """A started component: where it listens and its process."""
+
+    name: str
+    url: str
+    port: int
+    process: ManagedProcess
+    knobs: Mapping[str, str]
+
+    @property
+    def log(self) -> Path:
+        return self.process.log
+
+
+@dataclass
+class Fake:
+    """A started fake and its control handle."""
+
+    name: str
+    url: str
+    process: ManagedProcess
+    control: FakeControl
+
+
+class Harness:
+    """Starts components from a plug file, and the fakes, as real processes on loopback."""
+
+    def __init__(self, plug: Plug, run_dir: Path, secret: str) -> None:
+        self.plug = plug
+        self.run_dir = run_dir
+        self.secret = secret
+        self.llm_api_key = f"sk-fake-{secrets.token_hex(8)}"
+        self._counter = itertools.count(1)
+        self._processes: list[ManagedProcess] = []
+        self._fakes: list[Fake] = []
+
+    # -- fakes -------------------------------------------------------------------------------
+    def start_fake_llm(self) -> Fake:
+        return self._start_fake("fake-llm", "fakes.llm", [])
+
+    def start_fake_service(self, *, keep_alive: float = 5.0, secret: str | None = None) -> Fake:
+        args = ["--keep-alive", str(keep_alive), "--secret", secret or self.secret]
+        return self._start_fake("fake-service", "fakes.service", args)
+
+    def _start_fake(self, name: str, module: str, args: list[str]) -> Fake:
+        port = free_port()
+        argv = [sys.executable, "-m", module, "--host", LOOPBACK, "--port", str(port), *args]
+        process = self._spawn(name, argv, cwd=REPO, env={})
+        url = f"http://{LOOPBACK}:{port}"
+        process.wait_ready(f"{url}/_control/requests")
+        fake = Fake(name, url, process, FakeControl(url))
+        self._fakes.append(fake)
+        return fake
+
+    # -- the implementation --------------------------------------------------------------------
+    def service_process(
+        self, llm_url: str, *, secret: str | None = None, **knobs: str
+    ) -> tuple[ManagedProcess, str, dict[str, str]]:
+        """Spawn the implementation's service without waiting for it (see start_service)."""
+        values = {**SERVICE_KNOBS, **knobs}
+        values.update(
+            secret=self.secret if secret is None else secret,
+            llm_url=llm_url,
+            llm_api_key=self.llm_api_key,
+        )
+        process, url = self._spawn_component(self.plug.service, values)
+        return process, url, values
+
+    def start_service(self, llm_url: str, *, secret: str | None = None, **knobs: str) -> Running:
+        process, url, values = self.service_process(llm_url, secret=secret, **knobs)
+        process.wait_ready(url + self.plug.service.ready)
+        return Running("service", url, int(values["port"]), process, values)
+
+    def start_gateway(self, service_url: str, users: Sequence[User], **knobs: str) -> Running:
+        values = {**GATEWAY_KNOBS, **knobs}
+        values.update(secret=self.secret, service_url=service_url)
+        process, url = self._spawn_component(self.plug.gateway, values, users=users)
+        process.wait_ready(url + self.plug.gateway.ready)
+        return Running("gateway", url, int(values["port"]), process, values)
+
+    def _spawn_component(
+        self, component: Component, values: dict[str, str], users: Sequence[User] = ()
+    ) -> tuple[ManagedProcess, str]:
+        n = next(self._counter)
+        state_dir = self.run_dir / f"{component.name}-{n}"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        values.update(python=sys.executable, port=str(free_port()), state_dir=str(state_dir))
+        where = f"{self.plug.path.name} [{component.name}]"
+        env = {k: render(v, values, where=f"{where}.env.{k}") for k, v in component.env.items()}
+        full_env = {**os.environ, **env}
+        log = self.run_dir / f"{component.name}-{n}.log"
+        for command in component.setup:
+            argv = [render(a, values, where=f"{where}.setup") for a in command]
+            run_command(argv, cwd=self.plug.workdir, env=full_env, log=log)
+        if users and component.create_user:
+            for user in users:
+                per_user = {**values, "username": user.username, "password": user.password}
+                argv = [
+                    render(a, per_user, where=f"{where}.create_user") for a in component.create_user
+                ]
+                run_command(argv, cwd=self.plug.workdir, env=full_env, log=log)
+        argv = [render(a, values, where=f"{where}.command") for a in component.command]
+        process = ManagedProcess(
+            f"{component.name}-{n}", argv, cwd=self.plug.workdir, env=full_env, log=log
+        )
+        self._processes.append(process.start())
+        return process, f"http://{LOOPBACK}:{values['port']}"
+
+    def _spawn(
+        self, name: str, argv: list[str], *, cwd: Path, env: Mapping[str, str]
+    ) -> ManagedProcess:
+        log = self.run_dir / f"{name}-{next(self._counter)}.log"
+        process = ManagedProcess(name, argv, cwd=cwd, env={**os.environ, **env}, log=log)
+        self._processes.append(process.start())
+        return process
+
+    def stop_all(self) -> None:
+        for fake in self._fakes:
+            fake.control.close()
+        for process in reversed(self._processes):
+            process.stop()

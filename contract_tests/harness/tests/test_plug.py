@@ -1,0 +1,83 @@
+"""The plug file parser: a good file loads; every mistake is one precise line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contract_tests.harness.plug import PlugError, load_plug, render
+from contract_tests.harness.system import REPO
+
+GOOD = """
+name = "x"
+[service]
+command = ["{python}", "-m", "svc", "--port", "{port}"]
+ready = "/health"
+env = { SECRET = "{secret}" }
+[gateway]
+command = ["{python}", "gw.py", "{port}"]
+ready = "/api/health/"
+setup = [["{python}", "manage.py", "migrate"]]
+create_user = ["{python}", "manage.py", "user", "{username}", "{password}"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "impl.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_reference_plug_file_loads() -> None:
+    plug = load_plug(REPO / "implementation" / "implementation.toml")
+    assert plug.service.ready == "/health"
+    assert plug.gateway.create_user is not None
+
+
+def test_a_good_plug_file_loads(tmp_path: Path) -> None:
+    plug = load_plug(write(tmp_path, GOOD))
+    assert plug.name == "x"
+    assert plug.workdir == tmp_path
+    assert plug.gateway.setup == (("{python}", "manage.py", "migrate"),)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace('ready = "/health"\n', ""),
+            "[service] is missing required key 'ready'",
+        ),
+        (
+            lambda t: t.replace('command = ["{python}", "gw.py"', 'comand = ["{python}", "gw.py"'),
+            "unknown key [gateway].comand (did you mean 'command'?)",
+        ),
+        (
+            lambda t: t.replace("{secret}", "{secrt}"),
+            "unknown placeholder {secrt} (did you mean {secret}?)",
+        ),
+        (lambda t: t.replace('"gw.py"', "3"), "[gateway].command must be a list of strings"),
+        (lambda t: t.replace('"/api/health/"', '"api/health/"'), "[gateway].ready must be a path"),
+        (lambda t: t.replace("[gateway]", "[gateways]"), "unknown key gateways"),
+        (lambda t: t.replace('"--port", "{port}"', '"{username}"'), "{username} is only available"),
+        (lambda t: t + "\n[[", "not valid TOML"),
+    ],
+)
+def test_a_broken_plug_file_gives_one_precise_line(tmp_path: Path, edit, message: str) -> None:
+    with pytest.raises(PlugError) as caught:
+        load_plug(write(tmp_path, edit(GOOD)))
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_a_missing_plug_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PlugError, match="no such plug file"):
+        load_plug(tmp_path / "nope.toml")
+
+
+def test_render_fills_placeholders_and_keeps_literal_braces() -> None:
+    assert render("{port}-{{x}}", {"port": "1"}, where="w") == "1-{x}"
+    with pytest.raises(PlugError, match=r"placeholder \{secret\} has no value"):
+        render("{secret}", {}, where="w")

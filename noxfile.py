@@ -1,0 +1,71 @@
+"""Sessions: `nox` runs every test session; `nox -s demo` runs the whole stack.
+
+Each session installs one or more dependency groups from pyproject.toml into its
+own virtualenv (uv when it is installed, virtualenv otherwise) and runs from the
+checkout; nothing is installed into the system.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "unit", "contract", "selfcheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHON = "3.11"
+
+
+def install_groups(session: nox.Session, *groups: str) -> None:
+    session.install(*nox.project.dependency_groups(PYPROJECT, *groups))
+
+
+def run_pytest(session: nox.Session, *default_args: str, junit: str) -> None:
+    """Run pytest with the project's strict settings; posargs replace the defaults."""
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        f"--junitxml=reports/{junit}.xml",
+        *(session.posargs or default_args),
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    install_groups(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Unit tests of the implementation, the fakes and the harness."""
+    install_groups(session, "implementation", "test")
+    run_pytest(
+        session, "implementation/tests", "fakes/tests", "contract_tests/harness/tests", junit="unit"
+    )
+
+
+@nox.session(python=PYTHON)
+def contract(session: nox.Session) -> None:
+    """The contract suites over real HTTP (pass `-- --impl other.toml` for your implementation)."""
+    install_groups(session, "implementation", "test")
+    run_pytest(session, "contract_tests", junit="contract")
+
+
+@nox.session(python=PYTHON)
+def selfcheck(session: nox.Session) -> None:
+    """Prove the suites can fail: each deliberately broken variant must be rejected."""
+    install_groups(session, "implementation", "test")
+    session.run("python", "-m", "contract_tests.harness.selfcheck", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run fake LLM + service + gateway on loopback with a demo user; Ctrl-C stops it all."""
+    install_groups(session, "implementation")
+    session.run("python", "-m", "implementation.demo", *session.posargs)
