@@ -1,0 +1,1 @@
+"""Stand-ins for the LLM and the internal service, programmed through /_control/."""
