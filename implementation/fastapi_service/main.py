@@ -1,0 +1,110 @@
+"""The ASGI entry point: `uvicorn fastapi_service.main:app`.
+
+Configuration comes from FASTAPI_SECRET, FASTAPI_SECRET_PREVIOUS, FASTAPI_DEBUG,
+LLM_BASE_URL, LLM_API_KEY, LLM_MODEL and LLM_TIMEOUT (see `core.config`). Host, port
+and workers are uvicorn's command-line flags; FASTAPI_HOST/PORT/WORKERS are not read.
+
+`app` is built on first access (PEP 562 module `__getattr__`), so tests and the
+OpenAPI exporter can import `create_app` without a configured environment, while
+uvicorn's `getattr(module, "app")` still builds it from the environment and exits
+with one clear line when the configuration is invalid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from fastapi_service.core.body_limit import BodyLimitMiddleware
+from fastapi_service.core.config import ConfigError, Settings
+from fastapi_service.core.files import MAX_UPLOAD_BODY
+from fastapi_service.core.llm import LLMClient, build_http_client
+from fastapi_service.core.middleware import InternalSecretMiddleware
+from fastapi_service.core.problems import install_problem_handlers
+from fastapi_service.routers import chat, health, quiz
+from fastapi_service.schemas import DoneData, Problem, TokenData, ValidationProblem
+
+TITLE = "Lamla internal AI service"
+VERSION = "1.0.0"
+DESCRIPTION = (
+    "Internal service behind the gateway. Every route except `GET /health` requires the "
+    "shared secret in `X-Internal-Secret`; errors are RFC 9457 `application/problem+json`."
+)
+MAX_JSON_BODY = 16 * 1024 * 1024  # a full-size chat history with escaped characters fits
+BODY_LIMITS = {
+    "/chatbot/": MAX_JSON_BODY,
+    "/chatbot/stream/": MAX_JSON_BODY,
+    "/chatbot/file/": MAX_UPLOAD_BODY,
+    "/quiz/": 64 * 1024,
+}
+DEFAULT_BODY_LIMIT = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; without `settings` they are read from the environment."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One pooled client per app and event loop, closed when the server stops.
+        async with build_http_client(settings) as http:
+            app.state.llm = LLMClient(http, settings)
+            yield
+
+    # debug stays False whatever FASTAPI_DEBUG says: Starlette's debug mode would put
+    # tracebacks in 500 responses. FASTAPI_DEBUG only relaxes the placeholder check.
+    app = FastAPI(
+        title=TITLE,
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    # Added last = outermost: the secret is checked before any size or body handling.
+    app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
+    app.add_middleware(InternalSecretMiddleware, secrets=settings.accepted_secrets)
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(chat.router)
+    app.include_router(quiz.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the schemas that error and stream responses refer to."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, ValidationProblem, TokenData, DoneData):
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in definition.pop("$defs", {}).items():
+                schemas.setdefault(name, nested)
+            schemas[model.__name__] = definition
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _app_from_env() -> FastAPI:
+    try:
+        return create_app(Settings.from_env())
+    except ConfigError as exc:
+        raise SystemExit(f"fastapi_service: {exc}") from None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        app = _app_from_env()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

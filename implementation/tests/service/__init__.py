@@ -1,0 +1,1 @@
+"""Unit tests of the internal FastAPI service (a package, so module names stay unique)."""
