@@ -186,12 +186,14 @@ def service_client(service: Running, secret: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def alice_client(gateway: Running, alice: User) -> Iterator[httpx.Client]:
     """Alice, logged in at the gateway in front of the fake service."""
-    with login(gateway.url, alice) as client:
-        yield client
+    client = login(gateway.url, alice)  # already used: `with` would refuse to reopen it
+    yield client
+    client.close()
 
 
 @pytest.fixture
 def e2e_client(e2e_gateway: Running, alice: User) -> Iterator[httpx.Client]:
     """Alice, logged in at the gateway of the whole chain."""
-    with login(e2e_gateway.url, alice) as client:
-        yield client
+    client = login(e2e_gateway.url, alice)
+    yield client
+    client.close()

@@ -107,16 +107,10 @@ def load_plug(path: str | Path) -> Plug:
     """Parse and check the plug file at ``path``."""
     path = Path(path).resolve()
     label = path.name
-    if not path.is_file():
-        raise PlugError(f"{path}: no such plug file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise PlugError(f"{label}: not valid TOML: {exc}") from None
-
+    data = _read_with_bases(path, label, depth=0)
     _reject_unknown(data, _TOP_KEYS, label, "")
     name = _string(data, "name", label, "", required=True)
-    workdir = (path.parent / _string(data, "workdir", label, "", default=".")).resolve()
+    workdir = Path(_string(data, "workdir", label, "", default="."))
     if not workdir.is_dir():
         raise PlugError(f"{label}: workdir {workdir} is not a directory")
 
@@ -135,6 +129,43 @@ def load_plug(path: str | Path) -> Plug:
         breaks=_string_list(data, "breaks", label, ""),
         suites=_string_list(data, "suites", label, ""),
     )
+
+
+def _read_with_bases(path: Path, label: str, depth: int) -> dict[str, Any]:
+    """The TOML at ``path``, laid over the file it ``extends`` (tables merge key by key).
+
+    ``workdir`` is resolved here, relative to the file that sets it, so a variant in
+    another directory keeps its base's working directory unless it sets its own.
+    """
+    if not path.is_file():
+        raise PlugError(f"{path}: no such plug file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PlugError(f"{label}: not valid TOML: {exc}") from None
+    own_workdir = "workdir" in data
+    data["workdir"] = str((path.parent / str(data.get("workdir", "."))).resolve())
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str):
+        raise PlugError(f"{label}: extends must be a path string")
+    if depth >= 4:
+        raise PlugError(f"{label}: extends nests deeper than 4 files")
+    base = _read_with_bases((path.parent / base_name).resolve(), label, depth + 1)
+    if not own_workdir:
+        data["workdir"] = base["workdir"]
+    return _merge(base, data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _component(data: dict[str, Any], name: str, label: str) -> Component:

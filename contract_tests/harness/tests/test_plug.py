@@ -81,3 +81,22 @@ def test_render_fills_placeholders_and_keeps_literal_braces() -> None:
     assert render("{port}-{{x}}", {"port": "1"}, where="w") == "1-{x}"
     with pytest.raises(PlugError, match=r"placeholder \{secret\} has no value"):
         render("{secret}", {}, where="w")
+
+
+def test_a_variant_extends_its_base_and_keeps_its_workdir(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    variants = tmp_path / "variants"
+    variants.mkdir()
+    variant = variants / "broken.toml"
+    variant.write_text(
+        'extends = "../impl.toml"\nname = "broken"\nbreaks = ["GW-PROXY-3"]\n'
+        '[gateway]\ncommand = ["{python}", "other.py", "{port}"]\n'
+        '[service.env]\nEXTRA = "1"\n'
+    )
+    plug = load_plug(variant)
+    assert plug.name == "broken"
+    assert plug.breaks == ("GW-PROXY-3",)
+    assert plug.workdir == tmp_path
+    assert plug.gateway.command == ("{python}", "other.py", "{port}")
+    assert plug.gateway.ready == "/api/health/"
+    assert dict(plug.service.env) == {"SECRET": "{secret}", "EXTRA": "1"}

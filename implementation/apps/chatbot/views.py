@@ -1,0 +1,180 @@
+"""The OLD sync chat views: the "before" of the async migration.
+
+Kept for backward compatibility (routed at /api/legacy/) and as a
+performance baseline. They block a worker thread for the whole service call.
+The stream view relays through a *sync* iterator, which is only right under
+WSGI (lamla/wsgi.py): under ASGI Django warns ("must consume synchronous
+iterators") and buffers the whole stream before sending it. Use the async
+views (async_views.py) under ASGI.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import httpx
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from apps.core.async_client import NoCookieJar
+from apps.core.bodies import read_json_object
+from apps.core.decorators import api_view
+from apps.core.failures import (
+    MAX_ERROR_BODY,
+    bad_upstream_answer,
+    transport_failure,
+    upstream_error,
+)
+from apps.core.headers import downstream_response_headers, upstream_request_headers
+from apps.core.problems import problem_json_bytes
+from apps.core.proxy_views import STREAM_UNFINISHED, is_event_stream, stream_failure
+from apps.core.request_id import get_request_id
+from apps.core.sse import EventBoundaryBuffer
+
+_lock = threading.Lock()
+_client: httpx.Client | None = None
+
+
+def get_sync_client() -> httpx.Client:
+    """One module-level pooled sync client, shared by the worker's threads."""
+    global _client
+    with _lock:
+        if _client is None or _client.is_closed:
+            _client = httpx.Client(
+                base_url=settings.FASTAPI_BASE_URL,
+                timeout=httpx.Timeout(
+                    connect=settings.FASTAPI_CONNECT_TIMEOUT,
+                    read=settings.FASTAPI_READ_TIMEOUT,
+                    write=settings.FASTAPI_WRITE_TIMEOUT,
+                    pool=settings.FASTAPI_POOL_TIMEOUT,
+                ),
+                limits=httpx.Limits(
+                    max_connections=settings.FASTAPI_MAX_CONNECTIONS,
+                    max_keepalive_connections=settings.FASTAPI_MAX_KEEPALIVE,
+                    keepalive_expiry=settings.FASTAPI_KEEPALIVE_EXPIRY,
+                ),
+                trust_env=False,
+                follow_redirects=False,
+                cookies=NoCookieJar(),
+            )
+        return _client
+
+
+def _send(request: HttpRequest, path: str, body: bytes) -> httpx.Response:
+    headers = upstream_request_headers(
+        request.headers.items(),
+        secret=settings.FASTAPI_SECRET,
+        user_id=request.user.pk,  # type: ignore[attr-defined]
+        request_id=get_request_id(request),
+        content_type="application/json",
+    )
+    client = get_sync_client()
+    return client.send(
+        client.build_request("POST", path, content=body, headers=headers), stream=True
+    )
+
+
+def _read_bounded(upstream: httpx.Response, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in upstream.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(upstream: httpx.Response, path: str, request_id: str) -> HttpResponse:
+    body = None
+    if 400 <= upstream.status_code < 500 and upstream.status_code not in (401, 403):
+        try:
+            body = _read_bounded(upstream, MAX_ERROR_BODY)
+        except httpx.HTTPError:
+            body = None
+    return upstream_error(upstream, body, path=path, request_id=request_id)
+
+
+@api_view(methods=["POST"], login=True)
+def chat(request: HttpRequest) -> HttpResponseBase:
+    body, _ = read_json_object(request)
+    path, request_id = "/chatbot/", get_request_id(request)
+    try:
+        upstream = _send(request, path, body)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc, path=path, request_id=request_id)
+    try:
+        if not upstream.is_success:
+            return _error(upstream, path, request_id)
+        try:
+            content = _read_bounded(upstream, settings.FASTAPI_MAX_RESPONSE_BODY)
+        except httpx.HTTPError as exc:
+            return transport_failure(exc, path=path, request_id=request_id)
+        if content is None:
+            return bad_upstream_answer(path=path, request_id=request_id, reason="answer too large")
+        try:
+            json.loads(content)
+        except (ValueError, RecursionError):
+            return bad_upstream_answer(
+                path=path, request_id=request_id, reason="answer is not JSON"
+            )
+        response = HttpResponse(
+            content, status=upstream.status_code, content_type="application/json"
+        )
+        for name, value in downstream_response_headers(upstream.headers.multi_items()):
+            response[name] = value
+        return response
+    finally:
+        upstream.close()
+
+
+@api_view(methods=["POST"], login=True)
+def chat_stream(request: HttpRequest) -> HttpResponseBase:
+    body, _ = read_json_object(request)
+    path, request_id = "/chatbot/stream/", get_request_id(request)
+    try:
+        upstream = _send(request, path, body)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc, path=path, request_id=request_id)
+    if not upstream.is_success or not is_event_stream(upstream):
+        try:
+            if upstream.is_success:
+                return bad_upstream_answer(
+                    path=path, request_id=request_id, reason="answer is not an event stream"
+                )
+            return _error(upstream, path, request_id)
+        finally:
+            upstream.close()
+    response = StreamingHttpResponse(
+        _relay(upstream), status=upstream.status_code, content_type="text/event-stream"
+    )
+    for name, value in downstream_response_headers(upstream.headers.multi_items()):
+        response[name] = value
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _relay(upstream: httpx.Response) -> Iterator[bytes]:
+    # A generator has close(), which Django calls from response.close(): the
+    # finally below then frees the connection even when the client went away.
+    buffer = EventBoundaryBuffer()
+    try:
+        try:
+            for chunk in upstream.iter_bytes():
+                ready = buffer.feed(chunk)
+                if ready:
+                    yield ready
+        except httpx.HTTPError as exc:
+            yield buffer.error_event(problem_json_bytes(*stream_failure(exc)))
+            return
+        if not buffer.finished:
+            yield buffer.error_event(problem_json_bytes(502, STREAM_UNFINISHED))
+            return
+        tail = buffer.flush()
+        if tail:
+            yield tail
+    finally:
+        upstream.close()

@@ -1,0 +1,66 @@
+"""System checks for the proxy settings, also run when the ASGI app starts.
+
+``manage.py`` commands run them as usual; uvicorn does not, so the lifespan
+wrapper (and wsgi.py) call ``raise_for_errors()`` to refuse to start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+TAG = "lamla"
+SERVICE_KEEPALIVE_TIMEOUT = 5.0  # uvicorn's default --timeout-keep-alive
+
+
+def check_fastapi_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    secret = settings.FASTAPI_SECRET
+    if not secret:
+        return [
+            checks.Error("FASTAPI_SECRET is empty: set it to the service's secret", id="lamla.E001")
+        ]
+    if secret == settings.FASTAPI_SECRET_PLACEHOLDER and not settings.DEBUG:
+        return [
+            checks.Error(
+                "FASTAPI_SECRET is the placeholder 'change-me-in-production-secret-key': "
+                "set FASTAPI_SECRET to the service's secret (or turn DJANGO_DEBUG on)",
+                id="lamla.E002",
+            )
+        ]
+    return []
+
+
+def check_client_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    if settings.FASTAPI_KEEPALIVE_EXPIRY >= SERVICE_KEEPALIVE_TIMEOUT:
+        messages.append(
+            checks.Warning(
+                f"FASTAPI_KEEPALIVE_EXPIRY={settings.FASTAPI_KEEPALIVE_EXPIRY} is not below the "
+                f"service's {SERVICE_KEEPALIVE_TIMEOUT:g} s keep-alive timeout: idle connections "
+                "may be reused as the service closes them",
+                id="lamla.W001",
+            )
+        )
+    if settings.FASTAPI_HTTP2 and settings.FASTAPI_BASE_URL.startswith("http://"):
+        messages.append(
+            checks.Warning(
+                "FASTAPI_HTTP2 is on for an http:// URL: httpx then still speaks HTTP/1.1",
+                id="lamla.W002",
+            )
+        )
+    return messages
+
+
+def register() -> None:
+    checks.register(check_fastapi_secret, TAG)
+    checks.register(check_client_settings, TAG)
+
+
+def raise_for_errors() -> None:
+    """Raise ImproperlyConfigured with the first serious message, one line."""
+    for message in checks.run_checks(tags=[TAG]):
+        if message.is_serious():
+            raise ImproperlyConfigured(f"{message.msg} ({message.id})")

@@ -1,0 +1,196 @@
+"""The generic proxy shared by the chat, stream, file and quiz views.
+
+One request to the service over the process's pooled client
+(apps/core/async_client.py); the answer is either read (bounded) and returned,
+or relayed chunk by chunk as an async iterator, never buffered whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import httpx
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from apps.core.async_client import get_client
+from apps.core.failures import (
+    MAX_ERROR_BODY,
+    bad_upstream_answer,
+    transport_failure,
+    upstream_error,
+)
+from apps.core.headers import downstream_response_headers, upstream_request_headers
+from apps.core.problems import problem_json_bytes
+from apps.core.request_id import get_request_id
+from apps.core.sse import EventBoundaryBuffer
+
+logger = logging.getLogger(__name__)
+
+RequestBody = bytes | AsyncIterator[bytes]
+EVENT_STREAM = "text/event-stream"
+STREAM_UNFINISHED = "The AI service stream ended before it was done."
+
+
+async def proxy(
+    request: HttpRequest,
+    upstream_path: str,
+    *,
+    body: RequestBody,
+    content_type: str,
+    stream: bool,
+    content_length: int | None = None,
+) -> HttpResponseBase:
+    """POST ``body`` to the service at ``upstream_path`` on behalf of the session user."""
+    user = await request.auser()  # type: ignore[attr-defined]
+    request_id = get_request_id(request)
+    headers = upstream_request_headers(
+        request.headers.items(),
+        secret=settings.FASTAPI_SECRET,
+        user_id=user.pk,
+        request_id=request_id,
+        content_type=content_type,
+    )
+    if content_length is not None:
+        # Forward a streamed body with its length rather than chunked.
+        headers.append(("content-length", str(content_length)))
+    client = get_client()
+    outgoing = client.build_request("POST", upstream_path, content=body, headers=headers)
+    try:
+        upstream = await client.send(outgoing, stream=True)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc, path=upstream_path, request_id=request_id)
+
+    handed_off = False
+    try:
+        if not upstream.is_success:
+            error_body = await _read_error_body(upstream)
+            return upstream_error(upstream, error_body, path=upstream_path, request_id=request_id)
+        if stream:
+            if not is_event_stream(upstream):
+                return bad_upstream_answer(
+                    path=upstream_path,
+                    request_id=request_id,
+                    reason="answer is not an event stream",
+                )
+            relay = await open_relay(upstream, path=upstream_path, request_id=request_id)
+            handed_off = True  # from here on the relay closes the upstream response
+            return _streaming_response(upstream, relay)
+        return await _json_response(upstream, path=upstream_path, request_id=request_id)
+    finally:
+        if not handed_off:
+            await upstream.aclose()
+
+
+async def _json_response(upstream: httpx.Response, *, path: str, request_id: str) -> HttpResponse:
+    try:
+        content = await read_bounded(upstream, settings.FASTAPI_MAX_RESPONSE_BODY)
+    except httpx.HTTPError as exc:
+        return transport_failure(exc, path=path, request_id=request_id)
+    if content is None:
+        return bad_upstream_answer(path=path, request_id=request_id, reason="answer too large")
+    try:
+        json.loads(content)
+    except (ValueError, RecursionError):
+        return bad_upstream_answer(path=path, request_id=request_id, reason="answer is not JSON")
+    response = HttpResponse(content, status=upstream.status_code, content_type="application/json")
+    for name, value in downstream_response_headers(upstream.headers.multi_items()):
+        response[name] = value
+    return response
+
+
+def is_event_stream(upstream: httpx.Response) -> bool:
+    content_type = upstream.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == EVENT_STREAM
+
+
+def _streaming_response(upstream: httpx.Response, relay: AsyncIterator[bytes]) -> HttpResponseBase:
+    response = StreamingHttpResponse(relay, status=upstream.status_code, content_type=EVENT_STREAM)
+    for name, value in downstream_response_headers(upstream.headers.multi_items()):
+        response[name] = value
+    # Whatever the service said: no cache may store it, no proxy may buffer it.
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def read_bounded(upstream: httpx.Response, limit: int) -> bytes | None:
+    """The whole body, or None once it exceeds ``limit`` bytes."""
+    declared = upstream.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in upstream.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_error_body(upstream: httpx.Response) -> bytes | None:
+    if not 400 <= upstream.status_code < 500 or upstream.status_code in (401, 403):
+        return None  # never relayed, so never read
+    try:
+        return await read_bounded(upstream, MAX_ERROR_BODY)
+    except httpx.HTTPError:
+        return None
+
+
+async def open_relay(
+    upstream: httpx.Response, *, path: str = "", request_id: str = ""
+) -> AsyncGenerator[bytes, None]:
+    """Start the relay of ``upstream``'s body and return it.
+
+    The generator is advanced to its first ``yield`` here, inside its
+    try/finally, so even a response Django drops before iterating it (a
+    client that disconnects while middleware runs) gets the upstream response
+    closed: asyncio's async-generator finalizer calls ``aclose()`` on a
+    started generator that is garbage collected. A generator that never
+    started would hold its pooled connection forever.
+    """
+    relay = _relay(upstream, path=path, request_id=request_id)
+    await anext(relay)
+    return relay
+
+
+async def _relay(
+    upstream: httpx.Response, *, path: str, request_id: str
+) -> AsyncGenerator[bytes, None]:
+    buffer = EventBoundaryBuffer()
+    try:
+        yield b""  # the priming step of open_relay(); never sent
+        try:
+            async for chunk in upstream.aiter_bytes():
+                ready = buffer.feed(chunk)
+                if ready:
+                    yield ready
+        except httpx.HTTPError as exc:
+            # Mid-stream failure: drop the partial event, end with one error event.
+            status, detail = stream_failure(exc)
+            logger.warning(
+                "stream %s failed mid-way: %s (request %s)", path, type(exc).__name__, request_id
+            )
+            yield buffer.error_event(problem_json_bytes(status, detail))
+            return
+        if not buffer.finished:
+            logger.warning("stream %s ended without a done event (request %s)", path, request_id)
+            yield buffer.error_event(problem_json_bytes(502, STREAM_UNFINISHED))
+            return
+        tail = buffer.flush()
+        if tail:
+            yield tail
+    finally:
+        # Runs on normal end, on failure, on client disconnect (CancelledError
+        # or GeneratorExit) and on garbage collection: the connection is freed.
+        await upstream.aclose()
+
+
+def stream_failure(exc: httpx.HTTPError) -> tuple[int, str]:
+    """(status, detail) of the error event ending a stream that broke off."""
+    if isinstance(exc, httpx.TimeoutException):
+        return 504, "The AI service stopped sending in time."
+    return 502, "The AI service stream broke off."

@@ -1,0 +1,158 @@
+"""Django settings of the gateway: every value comes from the environment.
+
+See implementation.toml for the variables the contract harness sets. The
+gateway owns users, sessions and CSRF; everything AI-related is proxied to the
+internal FastAPI service over one pooled httpx.AsyncClient (apps/core).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corsheaders.defaults import default_headers
+from django.core.exceptions import ImproperlyConfigured
+
+from lamla.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+# Only a debug run may fall back to a well-known key: a guessable key lets
+# anyone forge session cookies and CSRF tokens.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (or turn DJANGO_DEBUG on)")
+    SECRET_KEY = "django-insecure-dev-only-key-never-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "corsheaders",
+    "apps.core",
+    "apps.accounts",
+    "apps.chatbot",
+    "apps.quiz",
+]
+
+# Every entry is async-capable, so an async view runs without an extra thread
+# per middleware ("Asynchronous handler adapted" never appears).
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.core.request_id.RequestIdMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "lamla.urls"
+ASGI_APPLICATION = "lamla.asgi.application"
+WSGI_APPLICATION = "lamla.wsgi.application"
+
+# A JSON API: no templates, and a POST to a path without its slash is a 404
+# problem, never a redirect that drops the body.
+TEMPLATES: list[dict[str, object]] = []
+APPEND_SLASH = False
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": env_str("DJANGO_DB_PATH", str(BASE_DIR / "db.sqlite3")),
+        # Async views use the ORM from a thread per request: persistent
+        # connections would leak one per thread (Django docs, topics/async).
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {
+            # Wait for a writer instead of failing with "database is locked"
+            # when many logins land at once.
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Sessions and CSRF. The CSRF cookie stays readable by JavaScript so a SPA can
+# echo it in X-CSRFToken; the session cookie never is.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_HTTPONLY = False
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", False)
+CSRF_FAILURE_VIEW = "apps.core.views.csrf_failure"
+
+# CORS: the browser app's origins, with credentials; CSRF trusts the same list.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "http://localhost:3000")
+CSRF_TRUSTED_ORIGINS = list(CORS_ALLOWED_ORIGINS)
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = (*default_headers, "x-request-id")
+CORS_EXPOSE_HEADERS = ["x-request-id"]
+
+# Security headers.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Request bodies. JSON bodies are read in memory (Django refuses bigger ones
+# with RequestDataTooBig, mapped to 413); uploads are forwarded raw and
+# checked against MAX_UPLOAD_SIZE plus room for the multipart framing.
+MAX_JSON_BODY = env_int("MAX_JSON_BODY", 1024 * 1024, minimum=1)
+MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 10 * 1024 * 1024, minimum=1)
+MULTIPART_OVERHEAD = 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_JSON_BODY
+
+# The internal FastAPI service.
+FASTAPI_BASE_URL = env_str("FASTAPI_BASE_URL", "http://127.0.0.1:8001")
+FASTAPI_SECRET_PLACEHOLDER = "change-me-in-production-secret-key"  # noqa: S105
+FASTAPI_SECRET = env_str("FASTAPI_SECRET", FASTAPI_SECRET_PLACEHOLDER)
+FASTAPI_CONNECT_TIMEOUT = env_float("FASTAPI_CONNECT_TIMEOUT", 5.0)
+FASTAPI_READ_TIMEOUT = env_float("FASTAPI_READ_TIMEOUT", 60.0)
+FASTAPI_WRITE_TIMEOUT = env_float("FASTAPI_WRITE_TIMEOUT", 5.0)
+FASTAPI_POOL_TIMEOUT = env_float("FASTAPI_POOL_TIMEOUT", 5.0)
+FASTAPI_MAX_CONNECTIONS = env_int("FASTAPI_MAX_CONNECTIONS", 100, minimum=1)
+FASTAPI_MAX_KEEPALIVE = env_int("FASTAPI_MAX_KEEPALIVE", 20)
+# MUST stay below the service's keep-alive timeout (uvicorn --timeout-keep-alive,
+# 5 s): otherwise the client reuses a connection the service is closing and the
+# request fails with "Server disconnected without sending a response"
+# (httpx #2487). The system check lamla.W001 warns at >= 5 s.
+FASTAPI_KEEPALIVE_EXPIRY = env_float("FASTAPI_KEEPALIVE_EXPIRY", 4.0)
+# Off by default: http2=True on an http:// URL silently stays HTTP/1.1, and h2c
+# with httpcore 1.0.9 leaks streams on early close (httpcore #943).
+FASTAPI_HTTP2 = env_bool("FASTAPI_HTTP2", False)
+# The most a non-streamed service answer may hold before it counts as a failure.
+FASTAPI_MAX_RESPONSE_BODY = env_int("FASTAPI_MAX_RESPONSE_BODY", 8 * 1024 * 1024, minimum=1)
+
+# Console logging at INFO. Nothing here formats request objects, headers or
+# cookies; the proxy never logs the secret.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "apps": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # One INFO line per service call is noise; failures are logged by apps.core.
+        "httpx": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "httpcore": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

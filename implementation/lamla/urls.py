@@ -1,0 +1,20 @@
+"""URLs: everything lives under /api/; unknown /api/ paths are 404 problems."""
+
+from __future__ import annotations
+
+from apps.core import views as core_views
+from django.urls import include, path, re_path
+
+urlpatterns = [
+    path("api/health/", core_views.health, name="health"),
+    path("api/auth/", include("apps.accounts.urls")),
+    path("api/chat/", include("apps.chatbot.urls")),
+    path("api/quiz/", include("apps.quiz.urls")),
+    path("api/legacy/", include("apps.chatbot.legacy_urls")),
+    re_path(r"^api/(?P<path>.*)$", core_views.api_not_found),
+]
+
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied"
+handler404 = "apps.core.views.page_not_found"
+handler500 = "apps.core.views.server_error"

@@ -1,0 +1,99 @@
+"""Unit tests of the Django gateway: env, Django setup, a test database and fixtures.
+
+The service is mocked with respx (at httpx's transport layer), so these tests
+say nothing about pooling, keep-alive or disconnects over real sockets: the
+contract suites cover those against real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+IMPLEMENTATION = Path(__file__).resolve().parents[2]
+if str(IMPLEMENTATION) not in sys.path:
+    sys.path.insert(0, str(IMPLEMENTATION))
+
+STATE_DIR = Path(tempfile.mkdtemp(prefix="gateway-unit-"))
+SERVICE_URL = "http://127.0.0.1:8001"
+SECRET = "unit-test-shared-secret-9f2c"
+PASSWORD = "alice-password-1"
+
+# Set, not setdefault: a developer's shell must not change what the tests see.
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "lamla.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "unit-test-django-secret-key",
+        "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+        "DJANGO_DB_PATH": str(STATE_DIR / "db.sqlite3"),
+        "CORS_ALLOWED_ORIGINS": "http://localhost:3000",
+        "FASTAPI_BASE_URL": SERVICE_URL,
+        "FASTAPI_SECRET": SECRET,
+    }
+)
+for _name in ("FASTAPI_KEEPALIVE_EXPIRY", "FASTAPI_HTTP2", "MAX_UPLOAD_SIZE", "MAX_JSON_BODY"):
+    os.environ.pop(_name, None)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+# Hashing with PBKDF2's full work factor would dominate the run time.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[None]:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    yield
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def alice(database: None):
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="alice")
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+@pytest_asyncio.fixture
+async def pooled_clients() -> AsyncIterator[None]:
+    """Close this loop's pooled client after the test, as the lifespan would."""
+    from apps.core.async_client import aclose_clients
+
+    yield
+    await aclose_clients()
+
+
+@pytest.fixture
+def service(pooled_clients: None) -> Iterator[object]:
+    """A respx router standing in for the service at FASTAPI_BASE_URL."""
+    import respx
+
+    with respx.mock(base_url=SERVICE_URL, assert_all_called=False) as router:
+        yield router
+
+
+@pytest_asyncio.fixture
+async def alice_client(alice):
+    """Django's AsyncClient logged in as alice (CSRF checks off, as in Django's tests)."""
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    await client.aforce_login(alice)
+    return client

@@ -1,0 +1,127 @@
+"""Checks, lifespan and middleware wiring: the gateway refuses bad config, stays async."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import pytest
+from apps.core import async_client
+from apps.core.async_client import get_client
+from apps.core.checks import check_client_settings, check_fastapi_secret, raise_for_errors
+from apps.core.lifespan import LifespanApp
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.base import BaseHandler
+from django.core.management import call_command
+from django.test import override_settings
+
+PLACEHOLDER = "change-me-in-production-secret-key"
+
+
+def test_placeholder_secret_is_refused_without_debug() -> None:
+    with override_settings(FASTAPI_SECRET=PLACEHOLDER, DEBUG=False):
+        (error,) = check_fastapi_secret()
+        assert error.id == "lamla.E002"
+        with pytest.raises(ImproperlyConfigured, match="FASTAPI_SECRET") as raised:
+            raise_for_errors()
+        assert "\n" not in str(raised.value)
+    with override_settings(FASTAPI_SECRET=PLACEHOLDER, DEBUG=True):
+        assert check_fastapi_secret() == []
+    with override_settings(FASTAPI_SECRET=""):
+        assert check_fastapi_secret()[0].id == "lamla.E001"
+
+
+def test_keepalive_expiry_at_or_above_the_services_timeout_warns() -> None:
+    assert check_client_settings() == []
+    with override_settings(FASTAPI_KEEPALIVE_EXPIRY=30.0):
+        assert [m.id for m in check_client_settings()] == ["lamla.W001"]
+    with override_settings(FASTAPI_HTTP2=True):
+        assert [m.id for m in check_client_settings()] == ["lamla.W002"]
+
+
+class LifespanDriver:
+    def __init__(self, *messages: str) -> None:
+        self.incoming = [{"type": message} for message in messages]
+        self.sent: list[dict] = []
+
+    async def receive(self) -> dict:
+        return self.incoming.pop(0)
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+
+
+async def _startup() -> None:
+    raise_for_errors()
+
+
+@pytest.mark.asyncio
+async def test_lifespan_shutdown_closes_the_pooled_client() -> None:
+    app = LifespanApp(_not_http, on_startup=_startup, on_shutdown=async_client.aclose_clients)
+    client = get_client()
+    driver = LifespanDriver("lifespan.startup", "lifespan.shutdown")
+    await app({"type": "lifespan"}, driver.receive, driver.send)
+    assert [m["type"] for m in driver.sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert client.is_closed
+
+
+@pytest.mark.asyncio
+async def test_lifespan_startup_fails_with_one_line_on_the_placeholder_secret() -> None:
+    app = LifespanApp(_not_http, on_startup=_startup, on_shutdown=async_client.aclose_clients)
+    driver = LifespanDriver("lifespan.startup")
+    with override_settings(FASTAPI_SECRET=PLACEHOLDER, DEBUG=False):
+        await app({"type": "lifespan"}, driver.receive, driver.send)
+    (failed,) = driver.sent
+    assert failed["type"] == "lifespan.startup.failed"
+    assert "FASTAPI_SECRET" in failed["message"]
+    assert "\n" not in failed["message"]
+
+
+@pytest.mark.asyncio
+async def test_lifespan_passes_http_to_django() -> None:
+    seen = []
+
+    async def inner(scope, receive, send) -> None:
+        seen.append(scope["type"])
+
+    app = LifespanApp(inner, on_startup=_startup, on_shutdown=async_client.aclose_clients)
+    await app({"type": "http"}, LifespanDriver().receive, LifespanDriver().send)
+    assert seen == ["http"]
+
+
+async def _not_http(scope, receive, send) -> None:
+    raise AssertionError("lifespan reached Django")
+
+
+def test_the_asgi_application_is_the_lifespan_wrapper() -> None:
+    from lamla.asgi import application
+
+    assert isinstance(application, LifespanApp)
+    driver = LifespanDriver("lifespan.startup", "lifespan.shutdown")
+    asyncio.run(application({"type": "lifespan"}, driver.receive, driver.send))
+    assert [m["type"] for m in driver.sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+
+
+def test_no_middleware_is_adapted_to_sync_under_asgi(caplog) -> None:
+    with caplog.at_level(logging.DEBUG, logger="django.request"):
+        BaseHandler().load_middleware(is_async=True)
+    adapted = [r.getMessage() for r in caplog.records if "adapted" in r.getMessage()]
+    assert adapted == []
+
+
+def test_ensure_user_creates_then_updates(database) -> None:
+    out = io.StringIO()
+    call_command("ensure_user", "bob", "--password", "pw-1", stdout=out)
+    call_command("ensure_user", "bob", "--password", "pw-2", stdout=out)
+    assert out.getvalue().splitlines() == ["created user bob", "updated user bob"]
+    assert "pw-" not in out.getvalue()
+    bob = get_user_model().objects.get(username="bob")
+    assert bob.check_password("pw-2")
