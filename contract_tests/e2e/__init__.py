@@ -1,0 +1,1 @@
+"""The whole chain: gateway -> service -> fake LLM."""

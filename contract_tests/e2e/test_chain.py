@@ -1,0 +1,94 @@
+"""Browser -> gateway -> service -> LLM, every part real except the LLM."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from contract_tests.harness.client import assert_problem, parse_stream
+from contract_tests.harness.fakes import FakeControl
+
+
+def stream_chat(client: httpx.Client, message: str) -> tuple[list, bytes]:
+    response = client.post("/api/chat/stream/", json={"message": message})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return parse_stream(response.content)
+
+
+@pytest.mark.req("E2E-1")
+def test_e2e_1_streamed_tokens_arrive_in_order_then_done(
+    e2e_client: httpx.Client, fake_llm: FakeControl
+) -> None:
+    token = fake_llm.behave(tokens=6)
+    events, rest = stream_chat(e2e_client, f"count for me {token}")
+    assert [e.event for e in events] == ["token"] * 6 + ["done"]
+    assert "".join(e.json()["text"] for e in events[:-1]) == "".join(f"tok{i} " for i in range(6))
+    assert "usage" in events[-1].json()
+    assert rest == b""
+
+
+@pytest.mark.req("E2E-2")
+def test_e2e_2_user_id_reaches_the_llm_and_the_secret_does_not(
+    e2e_client: httpx.Client, fake_llm: FakeControl, secret: str
+) -> None:
+    user_id = str(e2e_client.get("/api/auth/me/").json()["id"])
+    token = fake_llm.behave(reply="hello")
+    assert e2e_client.post("/api/chat/", json={"message": token}).status_code == 200
+    (record,) = fake_llm.requests(token)
+    assert record["user"] == user_id
+    assert secret not in repr(record["headers"])
+    assert secret not in record["body"]
+
+
+@pytest.mark.req("E2E-3")
+def test_e2e_3_chat_file_and_quiz_work_through_the_chain(
+    e2e_client: httpx.Client, fake_llm: FakeControl
+) -> None:
+    token = fake_llm.behave(reply="a plain answer")
+    chat = e2e_client.post("/api/chat/", json={"message": f"hi {token}", "history": []})
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["reply"] == "a plain answer"
+
+    token = fake_llm.behave(reply="about your file")
+    text = f"The ledger says 42 {token}".encode()
+    upload = e2e_client.post(
+        "/api/chat/file/",
+        data={"message": "what does it say?"},
+        files={"file": ("notes.txt", text, "text/plain")},
+    )
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["reply"] == "about your file"
+    (record,) = fake_llm.requests(token)
+    assert "The ledger says 42" in record["body"]
+
+    quiz = e2e_client.post(
+        "/api/quiz/generate/", json={"topic": "HTTP", "num_questions": 4, "difficulty": "easy"}
+    )
+    assert quiz.status_code == 200, quiz.text
+    body = quiz.json()
+    assert body["topic"] == "HTTP"
+    assert len(body["questions"]) == 4
+    assert all(len(q["options"]) == 4 for q in body["questions"])
+
+
+@pytest.mark.req("E2E-3")
+def test_e2e_3_service_validation_errors_reach_the_browser_as_problems(
+    e2e_client: httpx.Client, fake_llm: FakeControl
+) -> None:
+    response = e2e_client.post("/api/quiz/generate/", json={"topic": "x", "num_questions": 99})
+    assert_problem(response, 422)
+    assert fake_llm.requests() == []
+
+
+@pytest.mark.req("E2E-4")
+@pytest.mark.parametrize("fail_mode", ["drop", "error_event"])
+def test_e2e_4_llm_failure_mid_stream_ends_with_one_error_event(
+    e2e_client: httpx.Client, fake_llm: FakeControl, fail_mode: str
+) -> None:
+    token = fake_llm.behave(tokens=10, fail_after=3, fail_mode=fail_mode)
+    events, rest = stream_chat(e2e_client, token)
+    names = [e.event for e in events]
+    assert names == ["token"] * 3 + ["error"], names
+    assert events[-1].json()["status"] >= 500
+    assert rest == b"", f"stream did not end on an event boundary: {rest!r}"
