@@ -76,13 +76,17 @@ class ContractReport:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid not in self.tests:
             return
-        if report.when == "call" or report.outcome != "passed":
-            outcome = report.outcome
-            if hasattr(report, "wasxfail"):
-                outcome = "xfailed" if report.outcome == "skipped" else "xpassed"
-            # a failure in setup or teardown counts; never overwrite a failure
-            if self.outcomes.get(report.nodeid) != "failed":
-                self.outcomes[report.nodeid] = outcome
+        if report.when != "call" and report.outcome == "passed":
+            return
+        outcome = report.outcome
+        if hasattr(report, "wasxfail"):
+            outcome = "xfailed" if report.outcome == "skipped" else "xpassed"
+        elif report.outcome == "failed" and report.when != "call":
+            # The system under test did not get as far as the assertion (it did not
+            # start, or a fixture broke): not the same as a rule found broken.
+            outcome = "error"
+        if self.outcomes.get(report.nodeid) not in ("failed", "error"):
+            self.outcomes[report.nodeid] = outcome
 
     def summary(self) -> dict[str, Any]:
         per_req: dict[str, dict[str, Any]] = {}
@@ -95,7 +99,7 @@ class ContractReport:
             outcomes = {t["outcome"] for t in tests}
             if not tests:
                 status = "untested"
-            elif "failed" in outcomes:
+            elif outcomes & {"failed", "error"}:
                 status = "failed"
             elif "xfailed" in outcomes or "xpassed" in outcomes:
                 status = "known failure"
@@ -149,7 +153,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         f"# Contract report: {summary['implementation']}",
         "",
         f"Tests: {summary['tests']['total']} collected, {summary['tests']['passed']} passed, "
-        f"{summary['tests']['failed']} failed; {summary['duration_s']} s.",
+        f"{summary['tests']['failed']} failed, {summary['tests']['errors']} errors; "
+        f"{summary['duration_s']} s.",
         "",
         "| requirement | level | status | tests |",
         "|---|---|---|---|",

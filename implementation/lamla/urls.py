@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from apps.core import views as core_views
 from django.urls import include, path, re_path
+
+from apps.core import views as core_views
 
 urlpatterns = [
     path("api/health/", core_views.health, name="health"),

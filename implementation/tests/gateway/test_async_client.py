@@ -7,9 +7,10 @@ import asyncio
 import httpx
 import pytest
 import respx
+from django.conf import settings
+
 from apps.core import async_client
 from apps.core.async_client import aclose_clients, get_client
-from django.conf import settings
 
 from .conftest import SERVICE_URL
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from apps.core.headers import (
     HOP_BY_HOP,
     connection_tokens,
@@ -9,8 +12,6 @@ from apps.core.headers import (
     strip_hop_by_hop,
     upstream_request_headers,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 SECRET = "s3cret"
 GATEWAY_SET = {"x-internal-secret", "x-user-id", "x-request-id", "accept-encoding", "user-agent"}

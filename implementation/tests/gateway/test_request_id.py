@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from apps.core.request_id import resolve_request_id
 from django.test import AsyncClient
+
+from apps.core.request_id import resolve_request_id
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from apps.core.proxy_views import open_relay
-from apps.core.sse import EventBoundaryBuffer
 from hypothesis import given
 from hypothesis import strategies as st
+
+from apps.core.proxy_views import open_relay
+from apps.core.sse import EventBoundaryBuffer
 
 
 def event(text: str) -> bytes:

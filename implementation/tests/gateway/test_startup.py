@@ -7,15 +7,16 @@ import io
 import logging
 
 import pytest
-from apps.core import async_client
-from apps.core.async_client import get_client
-from apps.core.checks import check_client_settings, check_fastapi_secret, raise_for_errors
-from apps.core.lifespan import LifespanApp
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.base import BaseHandler
 from django.core.management import call_command
 from django.test import override_settings
+
+from apps.core import async_client
+from apps.core.async_client import get_client
+from apps.core.checks import check_client_settings, check_fastapi_secret, raise_for_errors
+from apps.core.lifespan import LifespanApp
 
 PLACEHOLDER = "change-me-in-production-secret-key"
 

@@ -22,6 +22,7 @@ if str(IMPLEMENTATION) not in sys.path:
     sys.path.insert(0, str(IMPLEMENTATION))
 
 from fastapi import FastAPI  # noqa: E402
+
 from fastapi_service.core.config import Settings  # noqa: E402
 from fastapi_service.main import create_app  # noqa: E402
 

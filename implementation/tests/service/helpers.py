@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from fastapi_service.core.config import Settings
 
 SECRET = "test-secret-current"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fastapi_service.core.config import PLACEHOLDER_SECRET, ConfigError, Settings
 from fastapi_service.main import _app_from_env
 

@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from fastapi_service.core.disconnect import ClientDisconnected, until_disconnect
 from starlette.requests import Request
+
+from fastapi_service.core.disconnect import ClientDisconnected, until_disconnect
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,6 +6,7 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
+
 from fastapi_service.core.files import MAX_FILE_BYTES, safe_name
 
 from .helpers import LLM_URL, SECRET, assert_problem, call_raw, completion, sent_payload

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from fastapi_service.core.middleware import InternalSecretMiddleware
 
 from .helpers import PREVIOUS, SECRET, assert_problem, call_raw

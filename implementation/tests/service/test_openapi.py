@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import yaml
 from fastapi import FastAPI
-from fastapi_service.export_openapi import DEFAULT_OUTPUT, openapi_document, render
 from openapi_spec_validator import validate
+
+from fastapi_service.export_openapi import DEFAULT_OUTPUT, openapi_document, render
 
 OPERATIONS = [
     ("/chatbot/", "post"),

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from fastapi_service.core.quiz import InvalidQuiz, parse_quiz, quiz_messages
 from fastapi_service.schemas import QuizRequest
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import respx
+
 from fastapi_service.core.llm import LLMTimeout, StreamItem, Usage
 from fastapi_service.core.sse import PING, EventStreamResponse, Relay
 

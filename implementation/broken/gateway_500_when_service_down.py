@@ -1,0 +1,14 @@
+"""Broken on purpose: a transport failure escapes as a 500 instead of 502/504 (GW-PROXY-7)."""
+
+import httpx
+
+from apps.core import proxy_views
+from lamla.asgi import application
+
+
+def _reraise(exc: httpx.HTTPError, **kwargs: str) -> None:
+    raise exc
+
+
+proxy_views.transport_failure = _reraise
+__all__ = ["application"]
