@@ -128,6 +128,7 @@ class ContractReport:
                 "total": len(self.tests),
                 "passed": sum(o == "passed" for o in self.outcomes.values()),
                 "failed": sum(o == "failed" for o in self.outcomes.values()),
+                "errors": sum(o == "error" for o in self.outcomes.values()),
             },
         }
 
