@@ -1,0 +1,55 @@
+"""Fixtures of the service suite (candidates for the shared harness)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from contract_tests.harness.client import http_client
+from contract_tests.harness.processes import ManagedProcess
+from contract_tests.harness.system import Harness, Running
+
+
+@pytest.fixture
+def anon_client(service: Running) -> Iterator[httpx.Client]:
+    """A client of the service that sends no secret."""
+    with http_client(service.url) as client:
+        yield client
+
+
+@pytest.fixture
+def start_service_at(harness: Harness) -> Iterator[Callable[..., Running]]:
+    """Start an extra service talking to any LLM URL; it is stopped after the test."""
+    started: list[ManagedProcess] = []
+
+    def start(llm_url: str, **knobs: str) -> Running:
+        running = harness.start_service(llm_url, **knobs)
+        started.append(running.process)
+        return running
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def spawn_service(harness: Harness) -> Iterator[Callable[..., tuple[ManagedProcess, str]]]:
+    """Spawn a service without waiting for it (for refuses-to-start tests); always stopped."""
+    started: list[ManagedProcess] = []
+
+    def spawn(llm_url: str, **knobs: str) -> tuple[ManagedProcess, str]:
+        process, url, _ = harness.service_process(llm_url, **knobs)
+        started.append(process)
+        return process, url
+
+    yield spawn
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def hidden(harness: Harness, secret: str) -> tuple[str, str]:
+    """What no response may show (PROB-2): the shared secret and the LLM API key."""
+    return secret, harness.llm_api_key
