@@ -15,7 +15,6 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["lint", "unit", "contract", "selfcheck"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-PYTHON = "3.11"
 
 
 def install_groups(session: nox.Session, *groups: str) -> None:
@@ -33,7 +32,7 @@ def run_pytest(session: nox.Session, *default_args: str, junit: str) -> None:
     )
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check."""
     install_groups(session, "lint")
@@ -41,7 +40,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def unit(session: nox.Session) -> None:
     """Unit tests of the implementation, the fakes and the harness."""
     install_groups(session, "implementation", "test")
@@ -50,21 +49,21 @@ def unit(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def contract(session: nox.Session) -> None:
     """The contract suites over real HTTP (pass `-- --impl other.toml` for your implementation)."""
     install_groups(session, "implementation", "test")
     run_pytest(session, "contract_tests", junit="contract")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def selfcheck(session: nox.Session) -> None:
     """Prove the suites can fail: each deliberately broken variant must be rejected."""
     install_groups(session, "implementation", "test")
     session.run("python", "-m", "contract_tests.harness.selfcheck", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def demo(session: nox.Session) -> None:
     """Run fake LLM + service + gateway on loopback with a demo user; Ctrl-C stops it all."""
     install_groups(session, "implementation")

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract_tests.harness.client import login
+from contract_tests.harness.client import Session
 from contract_tests.harness.fakes import FakeControl
 from contract_tests.harness.plug import Plug, PlugError, load_plug
 from contract_tests.harness.processes import ManagedProcess
@@ -143,11 +143,11 @@ def e2e_gateway(harness: Harness, service: Running, users: list[User]) -> Runnin
 
 @pytest.fixture
 def start_service(harness: Harness, fake_llm_server: Fake) -> Iterator[Callable[..., Running]]:
-    """Start an extra service with other knobs; it is stopped after the test."""
+    """Start an extra service with other knobs (and LLM); it is stopped after the test."""
     started: list[ManagedProcess] = []
 
-    def start(**knobs: str) -> Running:
-        running = harness.start_service(fake_llm_server.url + "/v1", **knobs)
+    def start(*, llm_url: str | None = None, **knobs: str) -> Running:
+        running = harness.start_service(llm_url or fake_llm_server.url + "/v1", **knobs)
         started.append(running.process)
         return running
 
@@ -183,17 +183,37 @@ def service_client(service: Running, secret: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def alice_client(gateway: Running, alice: User) -> Iterator[httpx.Client]:
-    """Alice, logged in at the gateway in front of the fake service."""
-    client = login(gateway.url, alice)  # already used: `with` would refuse to reopen it
-    yield client
-    client.close()
+@pytest.fixture(scope="session")
+def alice_session(gateway: Running, alice: User) -> Session:
+    return Session.of(gateway.url, alice)
+
+
+@pytest.fixture(scope="session")
+def bob_session(gateway: Running, bob: User) -> Session:
+    return Session.of(gateway.url, bob)
+
+
+@pytest.fixture(scope="session")
+def e2e_session(e2e_gateway: Running, alice: User) -> Session:
+    return Session.of(e2e_gateway.url, alice)
 
 
 @pytest.fixture
-def e2e_client(e2e_gateway: Running, alice: User) -> Iterator[httpx.Client]:
+def alice_client(alice_session: Session) -> Iterator[httpx.Client]:
+    """Alice, logged in at the gateway in front of the fake service (X-CSRFToken set)."""
+    with alice_session.client() as client:
+        yield client
+
+
+@pytest.fixture
+def bob_client(bob_session: Session) -> Iterator[httpx.Client]:
+    """Bob, logged in at the same gateway as ``alice_client``."""
+    with bob_session.client() as client:
+        yield client
+
+
+@pytest.fixture
+def e2e_client(e2e_session: Session) -> Iterator[httpx.Client]:
     """Alice, logged in at the gateway of the whole chain."""
-    client = login(e2e_gateway.url, alice)
-    yield client
-    client.close()
+    with e2e_session.client() as client:
+        yield client

@@ -18,16 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem, http_client, login
+from contract_tests.harness.client import assert_no_leak, assert_problem, http_client
 from contract_tests.harness.fakes import FakeControl, Record, header_values
 from contract_tests.harness.processes import LOOPBACK
 from contract_tests.harness.system import Fake, Harness, Running, User
 
 #: What a well-formed request id looks like (spec/gateway.openapi.yaml, RequestId).
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-#: Text that betrays a stack trace in a response (PROB-2).
-TRACE_MARKERS = ("Traceback (most recent call last)", 'File "/')
 
 MIB = 1024 * 1024
 
@@ -90,70 +87,6 @@ def anonymous(base_url: str, **kwargs: Any) -> Iterator[httpx.Client]:
         yield client
 
 
-@contextlib.contextmanager
-def logged_in(base_url: str, user: User) -> Iterator[httpx.Client]:
-    """``harness.client.login`` as a context manager.
-
-    ``login()`` returns a client that has already sent requests, and httpx refuses
-    ``with`` on a client that is open (RuntimeError "Cannot open a client instance
-    more than once"), so ``with login(...)`` cannot be used; close it explicitly.
-    """
-    client = login(base_url, user)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@dataclass(frozen=True)
-class Session:
-    """A logged-in session at a gateway: its cookies and CSRF token.
-
-    Logging in costs a password hash (~0.3 s), so each user logs in once per
-    gateway and every test gets a fresh client that carries the same session.
-    """
-
-    base_url: str
-    cookies: httpx.Cookies
-    csrf: str
-
-    @classmethod
-    def of(cls, base_url: str, user: User) -> Session:
-        with logged_in(base_url, user) as client:
-            return cls(base_url, httpx.Cookies(client.cookies), client.headers["X-CSRFToken"])
-
-    @contextlib.contextmanager
-    def client(self) -> Iterator[httpx.Client]:
-        with http_client(
-            self.base_url, cookies=httpx.Cookies(self.cookies), headers={"X-CSRFToken": self.csrf}
-        ) as client:
-            yield client
-
-
-@pytest.fixture(scope="session")
-def alice_session(gateway: Running, alice: User) -> Session:
-    return Session.of(gateway.url, alice)
-
-
-@pytest.fixture(scope="session")
-def bob_session(gateway: Running, bob: User) -> Session:
-    return Session.of(gateway.url, bob)
-
-
-@pytest.fixture
-def alice_client(alice_session: Session) -> Iterator[httpx.Client]:
-    """Alice, logged in at the gateway (overrides the harness fixture: see ``Session``)."""
-    with alice_session.client() as client:
-        yield client
-
-
-@pytest.fixture
-def bob_client(bob_session: Session) -> Iterator[httpx.Client]:
-    """Bob, logged in at the same gateway as ``alice_client``."""
-    with bob_session.client() as client:
-        yield client
-
-
 @pytest.fixture
 def anon_client(gateway: Running) -> Iterator[httpx.Client]:
     with anonymous(gateway.url) as client:
@@ -170,21 +103,10 @@ def user_id(client: httpx.Client) -> int:
 
 
 # -- what must never leak -----------------------------------------------------------------------
-def assert_clean(response: httpx.Response, secret: str) -> None:
-    """PROB-2: neither the secret nor a stack trace in any header or the body."""
-    for name, value in response.headers.multi_items():
-        assert secret not in value, f"the secret leaked in response header {name}"
-        assert secret not in name, "the secret leaked in a response header name"
-    body = response.content.decode("utf-8", errors="replace")
-    assert secret not in body, "the secret leaked in the response body"
-    for marker in TRACE_MARKERS:
-        assert marker not in body, f"stack trace in the response body: {body[:500]}"
-
-
 def problem(response: httpx.Response, status: int, secret: str) -> dict[str, Any]:
     """PROB-1 shape with ``status`` plus the PROB-2 leak checks; the problem body."""
     body = assert_problem(response, status)
-    assert_clean(response, secret)
+    assert_no_leak(response, secret)
     return body
 
 

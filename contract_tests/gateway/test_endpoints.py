@@ -15,14 +15,13 @@ from contract_tests.gateway.conftest import (
     MIB,
     QUIZ,
     STREAM,
-    assert_clean,
     assert_not_contacted,
     one_request,
     only_value,
     problem,
     release_held,
 )
-from contract_tests.harness.client import Event, EventReader, parse_stream
+from contract_tests.harness.client import Event, EventReader, assert_no_leak, parse_stream
 from contract_tests.harness.fakes import FakeControl
 from contract_tests.harness.system import Running
 
@@ -62,7 +61,7 @@ def test_gw_chat_1_chat_is_proxied_to_chatbot_and_the_reply_returned(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == answer
-    assert_clean(response, secret)
+    assert_no_leak(response, secret)
 
     sent = upstream_json(fake_service, token, "/chatbot/")
     assert sent["message"] == message
@@ -103,7 +102,7 @@ def test_gw_quiz_1_quiz_is_proxied_to_quiz_and_the_answer_returned(
     response = alice_client.post(QUIZ.path, json=request)
     assert response.status_code == 200, response.text
     assert response.json() == quiz
-    assert_clean(response, secret)
+    assert_no_leak(response, secret)
 
     sent = upstream_json(fake_service, token, "/quiz/")
     assert sent["topic"] == request["topic"]
@@ -138,7 +137,7 @@ def test_gw_file_1_upload_reaches_the_service_byte_for_byte(
     response = upload(alice_client, content, message)
     assert response.status_code == 200, response.text
     assert response.json()["reply"] == expected_reply("notes.txt", content, message)
-    assert_clean(response, secret)
+    assert_no_leak(response, secret)
 
     record = one_request(fake_service, token)
     assert record["method"] == "POST"

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.gateway.conftest import CHAT, STREAM, logged_in
-from contract_tests.harness.client import parse_stream
+from contract_tests.gateway.conftest import CHAT, STREAM
+from contract_tests.harness.client import logged_in, parse_stream
 from contract_tests.harness.fakes import FakeControl
 from contract_tests.harness.system import Running, User
 

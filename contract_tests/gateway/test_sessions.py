@@ -14,12 +14,11 @@ from contract_tests.gateway.conftest import (
     Route,
     anonymous,
     assert_not_contacted,
-    logged_in,
     problem,
     route_params,
     user_id,
 )
-from contract_tests.harness.client import http_client
+from contract_tests.harness.client import http_client, logged_in
 from contract_tests.harness.fakes import FakeControl
 from contract_tests.harness.processes import LOOPBACK
 from contract_tests.harness.system import Running, User

@@ -7,6 +7,7 @@ problem+json shape every error must have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,42 @@ def login(base_url: str, user: User, **kwargs: Any) -> httpx.Client:
     assert response.status_code == 200, f"login failed: {response.status_code} {response.text}"
     client.headers["X-CSRFToken"] = csrf_token(client)  # login rotates the token
     return client
+
+
+@contextlib.contextmanager
+def logged_in(base_url: str, user: User) -> Iterator[httpx.Client]:
+    """:func:`login` as a context manager (httpx refuses ``with`` on a client already used)."""
+    client = login(base_url, user)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in session at a gateway: its cookies and CSRF token.
+
+    Logging in costs a password hash (~0.3 s with Django's default hasher), so each
+    user logs in once per gateway and every test gets a fresh client carrying the
+    same session.
+    """
+
+    base_url: str
+    cookies: httpx.Cookies
+    csrf: str
+
+    @classmethod
+    def of(cls, base_url: str, user: User) -> Session:
+        with logged_in(base_url, user) as client:
+            return cls(base_url, httpx.Cookies(client.cookies), client.headers["X-CSRFToken"])
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[httpx.Client]:
+        headers = {"X-CSRFToken": self.csrf}
+        cookies = httpx.Cookies(self.cookies)
+        with http_client(self.base_url, cookies=cookies, headers=headers) as client:
+            yield client
 
 
 async def alogin(base_url: str, user: User, **kwargs: Any) -> httpx.AsyncClient:
@@ -143,3 +180,21 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["title"], str), body
     assert isinstance(body["detail"], str), body
     return body
+
+
+#: Text that betrays a stack trace (PROB-2).
+TRACE_MARKERS = ("Traceback (most recent call last)", 'File "')
+
+
+def assert_no_leak(response: httpx.Response, *secrets: str) -> None:
+    """PROB-2: no secret and no stack trace in the response's headers or body."""
+    headers = "\n".join(
+        f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in response.headers.raw
+    )
+    body = response.content.decode("utf-8", errors="replace")
+    for value in secrets:
+        assert value not in headers, f"a secret is in the response headers:\n{headers}"
+        assert value not in body, f"a secret is in the response body: {body[:500]}"
+    for marker in TRACE_MARKERS:
+        assert marker not in body, f"a stack trace is in the response body: {body[:500]}"
+        assert marker not in headers, f"a stack trace is in the response headers:\n{headers}"

@@ -150,20 +150,34 @@ class ContractReport:
 
 
 def render_markdown(summary: Mapping[str, Any]) -> str:
+    tests = summary["tests"]
     lines = [
         f"# Contract report: {summary['implementation']}",
         "",
-        f"Tests: {summary['tests']['total']} collected, {summary['tests']['passed']} passed, "
-        f"{summary['tests']['failed']} failed, {summary['tests']['errors']} errors; "
-        f"{summary['duration_s']} s.",
+        f"Tests: {tests['total']} collected, {tests['passed']} passed, {tests['failed']} failed, "
+        f"{tests['errors']} errors; {summary['duration_s']} s. Requirements: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
+        + ".",
         "",
-        "| requirement | level | status | tests |",
+        "| requirement | level | status | tests (passed/run) |",
         "|---|---|---|---|",
     ]
     for entry in summary["requirements"]:
-        tests = (
-            "<br>".join(f"`{t['test'].split('::')[-1]}` {t['outcome']}" for t in entry["tests"])
-            or "—"
+        lines.append(
+            f"| {entry['id']} | {entry['level']} | {entry['status']} | "
+            f"{_grouped(entry['tests']) or '—'} |"
         )
-        lines.append(f"| {entry['id']} | {entry['level']} | {entry['status']} | {tests} |")
     return "\n".join(lines) + "\n"
+
+
+def _grouped(tests: list[dict[str, str]]) -> str:
+    """One entry per test function: parametrized cases are counted, not listed."""
+    groups: dict[str, list[str]] = {}
+    for test in tests:
+        name = test["test"].split("::")[-1].split("[")[0]
+        groups.setdefault(name, []).append(test["outcome"])
+    return "<br>".join(
+        f"`{name}` {outcomes.count('passed')}/{len(outcomes)}"
+        + ("" if set(outcomes) == {"passed"} else f" ({', '.join(sorted(set(outcomes)))})")
+        for name, outcomes in groups.items()
+    )

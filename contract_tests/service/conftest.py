@@ -20,21 +20,6 @@ def anon_client(service: Running) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def start_service_at(harness: Harness) -> Iterator[Callable[..., Running]]:
-    """Start an extra service talking to any LLM URL; it is stopped after the test."""
-    started: list[ManagedProcess] = []
-
-    def start(llm_url: str, **knobs: str) -> Running:
-        running = harness.start_service(llm_url, **knobs)
-        started.append(running.process)
-        return running
-
-    yield start
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
 def spawn_service(harness: Harness) -> Iterator[Callable[..., tuple[ManagedProcess, str]]]:
     """Spawn a service without waiting for it (for refuses-to-start tests); always stopped."""
     started: list[ManagedProcess] = []

@@ -21,9 +21,9 @@ SLOW = 15.0  # client timeout for calls that wait for the service's 3 s LLM time
 # -- SVC-LLM-1 ----------------------------------------------------------------------------------
 @pytest.mark.req("SVC-LLM-1")
 def test_svc_llm_1_unreachable_llm_is_502(
-    start_service_at: Callable[..., Running], secret: str
+    start_service: Callable[..., Running], secret: str
 ) -> None:
-    running = start_service_at(f"http://127.0.0.1:{free_port()}/v1")
+    running = start_service(llm_url=f"http://127.0.0.1:{free_port()}/v1")
     with http_client(running.url, headers={SECRET_HEADER: secret}) as client:
         for route in ALL_ROUTES:
             response, _ = call(client, route, new_token(), timeout=SLOW)

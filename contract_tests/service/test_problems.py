@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem
+from contract_tests.harness.client import assert_no_leak, assert_problem
 from contract_tests.harness.fakes import FakeControl, new_token
 
-from ._helpers import SECRET_HEADER, MiB, assert_no_leak
+from ._helpers import SECRET_HEADER, MiB
 
 JSON = {"Content-Type": "application/json"}
 
