@@ -64,6 +64,7 @@ def main() -> None:
     }
     python = sys.executable
     uvicorn = [python, "-m", "uvicorn", "--host", HOST, "--no-access-log"]
+    fake_llm = [python, "-m", "fakes.llm"]  # a separate process: the implementation imports no fake
     processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(argv: list[str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -74,7 +75,8 @@ def main() -> None:
     try:
         if not os.environ.get("LLM_BASE_URL"):
             llm = spawn(
-                [python, "-m", "fakes.llm", "--host", HOST, "--port", str(args.llm_port)], REPO
+                [*fake_llm, "--host", HOST, "--port", str(args.llm_port), "--token-delay", "0.05"],
+                REPO,
             )
             wait_ready(f"{llm_url}/models", llm)
         service = spawn(

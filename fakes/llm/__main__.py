@@ -17,6 +17,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8100, help="port (default 8100, 0 = any free)")
     parser.add_argument("--log-level", default="warning", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--token-delay",
+        type=float,
+        default=0.0,
+        help="seconds between the tokens of the default reply (default 0)",
+    )
     return parser.parse_args(argv)
 
 
@@ -26,7 +32,12 @@ def announce(url: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = build_config(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    config = build_config(
+        create_app(token_delay=args.token_delay),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
     AnnouncingServer(config, announce).run()
 
 

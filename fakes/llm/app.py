@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakes.llm import control
+from fakes.llm.behaviours import Behaviour
 from fakes.llm.completions import ChatCompletions
 from fakes.llm.errors import openai_error, problem
 from fakes.llm.recorder import RecorderMiddleware
@@ -34,9 +35,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def create_app() -> Starlette:
-    """A fresh fake with its own state on `app.state.fake`."""
-    state = FakeLLMState()
+def create_app(*, token_delay: float = 0.0) -> Starlette:
+    """A fresh fake with its own state on `app.state.fake`.
+
+    ``token_delay`` paces the default reply (a person watching a demo sees it stream).
+    """
+    state = FakeLLMState(default=Behaviour(token_delay=token_delay))
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fakes.llm.behaviours import DEFAULT, Behaviour, Claim
+from fakes.llm.behaviours import Behaviour, Claim
 from fakes.llm.errors import openai_error
 
 if TYPE_CHECKING:
@@ -53,16 +53,19 @@ class Record:
 class Exchange:
     """What an endpoint needs about its request: body, record, behaviour, disconnect signal."""
 
-    def __init__(self, record: Record, body: bytes, payload: Any, claim: Claim | None) -> None:
+    def __init__(
+        self, record: Record, body: bytes, payload: Any, claim: Claim | None, default: Behaviour
+    ) -> None:
         self.record = record
         self.body = body
         self.payload = payload
         self.claim = claim
+        self.default = default
         self.disconnected = asyncio.Event()
 
     @property
     def behaviour(self) -> Behaviour:
-        return self.claim.behaviour if self.claim else DEFAULT
+        return self.claim.behaviour if self.claim else self.default
 
     async def pause(self, seconds: float, until: asyncio.Event | None = None) -> bool:
         """Wait `seconds`, or less if `until` is set; return False if the client went away."""
@@ -162,7 +165,7 @@ class RecorderMiddleware:
             await openai_error(413, "Request body too large for the fake.")(scope, receive, send)
             record.completed = True
             return
-        exchange = Exchange(record, body, record.json, claim)
+        exchange = Exchange(record, body, record.json, claim, self.state.default)
         listener = asyncio.create_task(self._listen(receive, exchange))
         body_sent = False
 

@@ -9,7 +9,7 @@ from collections import deque
 
 from starlette.types import Scope
 
-from fakes.llm.behaviours import Claim, Registry
+from fakes.llm.behaviours import DEFAULT, Behaviour, Claim, Registry
 from fakes.llm.recorder import Record, build_record
 
 MAX_RECORDS = 10_000
@@ -18,7 +18,9 @@ MAX_RECORDS = 10_000
 class FakeLLMState:
     """Behaviours, recorded requests and the TCP connection count of one fake."""
 
-    def __init__(self, max_records: int = MAX_RECORDS) -> None:
+    def __init__(self, max_records: int = MAX_RECORDS, default: Behaviour = DEFAULT) -> None:
+        #: What requests that match no registered token get (the deterministic reply).
+        self.default = default
         self.behaviours = Registry()
         self.records: deque[Record] = deque(maxlen=max_records)
         self.accepted = 0
