@@ -7,6 +7,8 @@ checkout; nothing is installed into the system.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -21,15 +23,22 @@ def install_groups(session: nox.Session, *groups: str) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, *groups))
 
 
-def run_pytest(session: nox.Session, *default_args: str, junit: str) -> None:
-    """Run pytest with the project's strict settings; posargs replace the defaults."""
+def run_pytest(session: nox.Session, *default_paths: str, junit: str) -> None:
+    """Run pytest with the project's strict settings.
+
+    Posargs are passed on; the default paths are kept unless posargs name tests
+    themselves, so `nox -s contract -- --impl theirs.toml` still runs every suite.
+    """
+    names_tests = any(_is_test_path(arg) for arg in session.posargs)
+    paths = () if names_tests else default_paths
     session.run(
-        "python",
-        "-m",
-        "pytest",
-        f"--junitxml=reports/{junit}.xml",
-        *(session.posargs or default_args),
+        "python", "-m", "pytest", f"--junitxml=reports/{junit}.xml", *paths, *session.posargs
     )
+
+
+def _is_test_path(arg: str) -> bool:
+    path = Path(arg.split("::")[0])
+    return not arg.startswith("-") and (path.is_dir() or path.suffix == ".py")
 
 
 @nox.session
