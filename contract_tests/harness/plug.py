@@ -35,6 +35,7 @@ PLACEHOLDERS: dict[str, str] = {
     "read_timeout": "gateway -> service read timeout, seconds",
     "pool_timeout": "seconds a gateway request waits for a pooled connection",
     "max_connections": "the gateway's connection pool size towards the service",
+    "max_keepalive": "how many idle connections to the service the gateway may keep",
     "username": "a test user's name (create_user only)",
     "password": "a test user's password (create_user only)",
 }
@@ -49,7 +50,7 @@ _TOP_KEYS = {
     "service",
     "gateway",
 }
-_COMPONENT_KEYS = {"command", "ready", "env", "setup", "create_user"}
+_COMPONENT_KEYS = {"command", "ready", "env", "setup", "create_user", "upstream_http_version"}
 _REQUIRED_COMPONENT_KEYS = ("command", "ready")
 
 
@@ -67,6 +68,8 @@ class Component:
     env: Mapping[str, str] = field(default_factory=dict)
     setup: tuple[tuple[str, ...], ...] = ()
     create_user: tuple[str, ...] | None = None
+    #: The HTTP version the gateway claims to speak to the service (GW-HTTP-1).
+    upstream_http_version: str = "1.1"
 
 
 @dataclass(frozen=True)
@@ -199,8 +202,13 @@ def _component(data: dict[str, Any], name: str, label: str) -> Component:
     if create_user is not None and not (_is_string_list(create_user) and create_user):
         raise PlugError(f"{label}: {where}.create_user must be a list of strings")
 
+    http_version = section.get("upstream_http_version", "1.1")
+    if http_version not in ("1.1", "2"):
+        raise PlugError(f'{label}: {where}.upstream_http_version must be "1.1" or "2"')
+
     component = Component(
         name=name,
+        upstream_http_version=http_version,
         command=tuple(command),
         ready=ready,
         env=dict(env),

@@ -34,6 +34,7 @@ GATEWAY_KNOBS: dict[str, str] = {
     "read_timeout": "3",
     "pool_timeout": "2",
     "max_connections": "20",
+    "max_keepalive": "10",
 }
 
 
