@@ -49,6 +49,7 @@ _TOP_KEYS = {
     "suites",
     "service",
     "gateway",
+    "baselines",
 }
 _COMPONENT_KEYS = {"command", "ready", "env", "setup", "create_user", "upstream_http_version"}
 _REQUIRED_COMPONENT_KEYS = ("command", "ready")
@@ -73,6 +74,24 @@ class Component:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """Another way to run the gateway, measured beside it by perf_tests (the "before").
+
+    Declared as ``[baselines.NAME]``: any gateway key overrides the gateway's (``env``
+    is merged key by key), plus where its chat and stream routes are.
+    """
+
+    name: str
+    component: Component
+    description: str = ""
+    chat_path: str = "/api/chat/"
+    stream_path: str = "/api/chat/stream/"
+
+
+_BASELINE_KEYS = {"description", "chat_path", "stream_path"}
+
+
+@dataclass(frozen=True)
 class Plug:
     """A parsed plug file."""
 
@@ -87,6 +106,8 @@ class Plug:
     breaks: tuple[str, ...] = ()
     #: For deliberately broken variants: the suite directories that expose them.
     suites: tuple[str, ...] = ()
+    #: Other ways to run the gateway that perf_tests compares it with.
+    baselines: tuple[Baseline, ...] = ()
 
 
 def render(template: str, values: Mapping[str, str], *, where: str) -> str:
@@ -131,7 +152,26 @@ def load_plug(path: str | Path) -> Plug:
         known_failures=dict(known),
         breaks=_string_list(data, "breaks", label, ""),
         suites=_string_list(data, "suites", label, ""),
+        baselines=_baselines(data, label),
     )
+
+
+def _baselines(data: dict[str, Any], label: str) -> tuple[Baseline, ...]:
+    tables = data.get("baselines", {})
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise PlugError(f"{label}: [baselines] must hold one table per baseline")
+    found = []
+    for name, table in tables.items():
+        where = f"baselines.{name}"
+        own = {k: table[k] for k in _BASELINE_KEYS if k in table}
+        overrides = {k: v for k, v in table.items() if k not in _BASELINE_KEYS}
+        component = _component({where: _merge(data["gateway"], overrides)}, where, label)
+        paths = {k: _string(own, k, label, f"[{where}]") for k in own if k.endswith("_path")}
+        for key, value in paths.items():
+            if not value.startswith("/"):
+                raise PlugError(f"{label}: [{where}].{key} must be a path starting with '/'")
+        found.append(Baseline(name, component, own.get("description", ""), **paths))
+    return tuple(found)
 
 
 def _read_with_bases(path: Path, label: str, depth: int) -> dict[str, Any]:

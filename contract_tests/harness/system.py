@@ -86,7 +86,7 @@ class Harness:
         return self._start_fake("fake-llm", "fakes.llm", [])
 
     def start_fake_service(self, *, keep_alive: float = 5.0, secret: str | None = None) -> Fake:
-        args = ["--keep-alive", str(keep_alive), "--secret", secret or self.secret]
+        args = ["--keep-alive", str(keep_alive), f"--secret={secret or self.secret}"]
         return self._start_fake("fake-service", "fakes.service", args)
 
     def _start_fake(self, name: str, module: str, args: list[str]) -> Fake:
@@ -118,12 +118,21 @@ class Harness:
         process.wait_ready(url + self.plug.service.ready)
         return Running("service", url, int(values["port"]), process, values)
 
-    def start_gateway(self, service_url: str, users: Sequence[User], **knobs: str) -> Running:
+    def start_gateway(
+        self,
+        service_url: str,
+        users: Sequence[User],
+        *,
+        component: Component | None = None,
+        **knobs: str,
+    ) -> Running:
+        """Start the gateway (or another way to run it: a baseline's component)."""
+        component = component or self.plug.gateway
         values = {**GATEWAY_KNOBS, **knobs}
         values.update(secret=self.secret, service_url=service_url)
-        process, url = self._spawn_component(self.plug.gateway, values, users=users)
-        process.wait_ready(url + self.plug.gateway.ready)
-        return Running("gateway", url, int(values["port"]), process, values)
+        process, url = self._spawn_component(component, values, users=users)
+        process.wait_ready(url + component.ready)
+        return Running(component.name, url, int(values["port"]), process, values)
 
     def _spawn_component(
         self, component: Component, values: dict[str, str], users: Sequence[User] = ()

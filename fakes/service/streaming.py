@@ -123,6 +123,9 @@ async def send_filler(send: Send, total: int, chunk_size: int, tail: bytes) -> N
     chunk = _filler(chunk_size)
     for _ in range(full):
         await _body(send, chunk, more=True)
+        # After a disconnect uvicorn's send returns at once without suspending; yield so
+        # the disconnect watcher can run and the transfer is recorded as aborted.
+        await asyncio.sleep(0)
     if rest:
         await _body(send, _filler(rest), more=True)
     await _body(send, tail, more=False)

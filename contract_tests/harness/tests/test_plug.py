@@ -100,3 +100,26 @@ def test_a_variant_extends_its_base_and_keeps_its_workdir(tmp_path: Path) -> Non
     assert plug.gateway.command == ("{python}", "other.py", "{port}")
     assert plug.gateway.ready == "/api/health/"
     assert dict(plug.service.env) == {"SECRET": "{secret}", "EXTRA": "1"}
+
+
+def test_a_baseline_overrides_the_gateway_and_merges_its_env(tmp_path: Path) -> None:
+    text = GOOD + (
+        '[baselines.slow]\ndescription = "the old way"\nchat_path = "/old/chat/"\n'
+        'command = ["{python}", "old.py", "{port}"]\nenv = { EXTRA = "1" }\n'
+    )
+    text = text.replace(
+        'ready = "/api/health/"', 'ready = "/api/health/"\nenv = { A = "{secret}" }'
+    )
+    (baseline,) = load_plug(write(tmp_path, text)).baselines
+    assert baseline.name == "slow"
+    assert baseline.description == "the old way"
+    assert baseline.chat_path == "/old/chat/"
+    assert baseline.stream_path == "/api/chat/stream/"
+    assert baseline.component.command == ("{python}", "old.py", "{port}")
+    assert baseline.component.ready == "/api/health/"
+    assert dict(baseline.component.env) == {"A": "{secret}", "EXTRA": "1"}
+
+
+def test_a_baseline_with_an_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PlugError, match=r"unknown key \[baselines.slow\].chat_pth"):
+        load_plug(write(tmp_path, GOOD + '[baselines.slow]\nchat_pth = "/x/"\n'))
