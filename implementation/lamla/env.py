@@ -65,3 +65,11 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
 def env_list(name: str, default: str) -> list[str]:
     """A comma-separated list; blanks between commas are ignored."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case-insensitive)."""
+    value = env_str(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

@@ -12,7 +12,7 @@ from pathlib import Path
 from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
-from lamla.env import env_bool, env_float, env_int, env_list, env_str
+from lamla.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -123,8 +123,12 @@ FASTAPI_CONNECT_TIMEOUT = env_float("FASTAPI_CONNECT_TIMEOUT", 5.0)
 FASTAPI_READ_TIMEOUT = env_float("FASTAPI_READ_TIMEOUT", 60.0)
 FASTAPI_WRITE_TIMEOUT = env_float("FASTAPI_WRITE_TIMEOUT", 5.0)
 FASTAPI_POOL_TIMEOUT = env_float("FASTAPI_POOL_TIMEOUT", 5.0)
-FASTAPI_MAX_CONNECTIONS = env_int("FASTAPI_MAX_CONNECTIONS", 100, minimum=1)
-FASTAPI_MAX_KEEPALIVE = env_int("FASTAPI_MAX_KEEPALIVE", 20)
+# With HTTP/1.1 every live stream holds one pooled connection, so this is the
+# most streams one worker carries at once (the 1,001st waits FASTAPI_POOL_TIMEOUT,
+# then gets 503). 1,000 is the per-worker load the gateway is built for; each
+# connection also costs a file descriptor: raise `ulimit -n` above 2x this.
+FASTAPI_MAX_CONNECTIONS = env_int("FASTAPI_MAX_CONNECTIONS", 1000, minimum=1)
+FASTAPI_MAX_KEEPALIVE = env_int("FASTAPI_MAX_KEEPALIVE", 100)
 # MUST stay below the service's keep-alive timeout (uvicorn --timeout-keep-alive,
 # 5 s): otherwise the client reuses a connection the service is closing and the
 # request fails with "Server disconnected without sending a response"
@@ -133,8 +137,24 @@ FASTAPI_KEEPALIVE_EXPIRY = env_float("FASTAPI_KEEPALIVE_EXPIRY", 4.0)
 # Off by default: http2=True on an http:// URL silently stays HTTP/1.1, and h2c
 # with httpcore 1.0.9 leaks streams on early close (httpcore #943).
 FASTAPI_HTTP2 = env_bool("FASTAPI_HTTP2", False)
+# What carries the bytes under the httpx client: "aiohttp" (apps/core/transport.py;
+# its cost does not grow with the pool) or "httpcore" (httpx's own transport,
+# needed for FASTAPI_HTTP2). README, "The gateway fast path", has the numbers.
+FASTAPI_TRANSPORT = env_choice("FASTAPI_TRANSPORT", "aiohttp", ("aiohttp", "httpcore"))
 # The most a non-streamed service answer may hold before it counts as a failure.
 FASTAPI_MAX_RESPONSE_BODY = env_int("FASTAPI_MAX_RESPONSE_BODY", 8 * 1024 * 1024, minimum=1)
+
+# The ASGI fast path (apps/core/fastpath.py) serves the happy path of the JSON
+# proxy routes without Django's per-request thread hops and hands everything
+# else to Django. Off, every request goes through Django (the baseline).
+GATEWAY_FAST_PATH = env_bool("GATEWAY_FAST_PATH", True)
+# How long the fast path trusts a verified session (seconds): logout in this
+# process revokes at once, elsewhere (another worker) within this delay.
+GATEWAY_SESSION_CACHE_TTL = env_float("GATEWAY_SESSION_CACHE_TTL", 5.0)
+GATEWAY_SESSION_CACHE_SIZE = env_int("GATEWAY_SESSION_CACHE_SIZE", 10_000)
+# Freeze the objects built at startup out of the garbage collector's scans and
+# collect young garbage in larger batches (apps/core/gc_tuning.py).
+GATEWAY_GC_TUNING = env_bool("GATEWAY_GC_TUNING", True)
 
 # Console logging at INFO. Nothing here formats request objects, headers or
 # cookies; the proxy never logs the secret.

@@ -1,32 +1,33 @@
 """Async proxy views for chat: the browser-facing half of /chatbot/*.
 
 Each view checks what the gateway owns (method, session, CSRF, body shape
-and size) and hands the body to the service unchanged.
+and size) and hands the body to the service unchanged. The two JSON routes
+are also served by the ASGI fast path (apps/core/fastpath.py), which runs
+the same checks without Django's per-request thread hops.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponseBase
 
-from apps.core.bodies import read_json_object, read_upload
+from apps.core.bodies import read_upload
 from apps.core.decorators import api_view, csrf_protect_raw_body
-from apps.core.proxy_views import proxy
+from apps.core.proxy_views import JsonRoute, fast_path_route, proxy, proxy_json
+
+CHAT = JsonRoute("/chatbot/")
+CHAT_STREAM = JsonRoute("/chatbot/stream/", stream=True)
 
 
+@fast_path_route(CHAT)
 @api_view(methods=["POST"], login=True)
 async def chat(request: HttpRequest) -> HttpResponseBase:
-    body, _ = read_json_object(request)
-    return await proxy(
-        request, "/chatbot/", body=body, content_type="application/json", stream=False
-    )
+    return await proxy_json(request, CHAT)
 
 
+@fast_path_route(CHAT_STREAM)
 @api_view(methods=["POST"], login=True)
 async def chat_stream(request: HttpRequest) -> HttpResponseBase:
-    body, _ = read_json_object(request)
-    return await proxy(
-        request, "/chatbot/stream/", body=body, content_type="application/json", stream=True
-    )
+    return await proxy_json(request, CHAT_STREAM)
 
 
 @csrf_protect_raw_body

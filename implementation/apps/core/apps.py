@@ -1,15 +1,31 @@
 from __future__ import annotations
 
+from importlib import import_module
+
 from django.apps import AppConfig
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import post_delete
 
 
 class CoreConfig(AppConfig):
-    """Shared gateway plumbing; ready() only registers the system checks (no I/O)."""
+    """Shared gateway plumbing; ready() only registers checks and receivers (no I/O)."""
 
     name = "apps.core"
     label = "core"
 
     def ready(self) -> None:
-        from apps.core import checks
+        from apps.core import checks, session_users
 
         checks.register()
+        # The fast path's session cache forgets a session the moment it ends here.
+        user_logged_out.connect(
+            session_users.evict_logged_out, dispatch_uid="apps.core.session_users.logout"
+        )
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        if hasattr(store, "get_model_class"):  # database-backed sessions
+            post_delete.connect(
+                session_users.evict_deleted_session,
+                sender=store.get_model_class(),
+                dispatch_uid="apps.core.session_users.deleted",
+            )

@@ -10,6 +10,7 @@ loop, and closed by the lifespan wrapper (apps/core/lifespan.py) through
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from http.cookiejar import Cookie, CookieJar
@@ -17,7 +18,9 @@ from http.cookiejar import Cookie, CookieJar
 import httpx
 from django.conf import settings
 
-__all__ = ["NoCookieJar", "aclose_clients", "build_client", "get_client"]
+from apps.core.transport import AiohttpTransport
+
+__all__ = ["NoCookieJar", "aclose_clients", "build_client", "get_client", "service_url"]
 
 
 class NoCookieJar(CookieJar):
@@ -35,7 +38,20 @@ class NoCookieJar(CookieJar):
 
 
 def build_client() -> httpx.AsyncClient:
-    """A client configured from settings (no env proxies, no redirects, no cookies)."""
+    """A client configured from settings (no env proxies, no redirects, no cookies).
+
+    FASTAPI_TRANSPORT picks what carries the bytes: "aiohttp" (the default,
+    apps/core/transport.py: its cost does not grow with the pool) or
+    "httpcore" (httpx's own). HTTP/2 needs httpcore.
+    """
+    limits = httpx.Limits(
+        max_connections=settings.FASTAPI_MAX_CONNECTIONS,
+        max_keepalive_connections=settings.FASTAPI_MAX_KEEPALIVE,
+        keepalive_expiry=settings.FASTAPI_KEEPALIVE_EXPIRY,
+    )
+    transport = None
+    if settings.FASTAPI_TRANSPORT == "aiohttp" and not settings.FASTAPI_HTTP2:
+        transport = AiohttpTransport(limits=limits)
     return httpx.AsyncClient(
         base_url=settings.FASTAPI_BASE_URL,
         timeout=httpx.Timeout(
@@ -44,12 +60,9 @@ def build_client() -> httpx.AsyncClient:
             write=settings.FASTAPI_WRITE_TIMEOUT,
             pool=settings.FASTAPI_POOL_TIMEOUT,
         ),
-        limits=httpx.Limits(
-            max_connections=settings.FASTAPI_MAX_CONNECTIONS,
-            max_keepalive_connections=settings.FASTAPI_MAX_KEEPALIVE,
-            keepalive_expiry=settings.FASTAPI_KEEPALIVE_EXPIRY,
-        ),
+        limits=limits,
         http2=settings.FASTAPI_HTTP2,
+        transport=transport,
         trust_env=False,
         follow_redirects=False,
         cookies=NoCookieJar(),
@@ -89,3 +102,17 @@ async def aclose_clients() -> None:
             del _clients[stale]
     if client is not None:
         await client.aclose()
+
+
+def service_url(path: str) -> httpx.URL:
+    """The absolute URL of ``path`` at the service.
+
+    Passing it to ``build_request`` spares httpx from merging the client's
+    base URL on every request (a third of ``build_request``'s cost).
+    """
+    return _join(settings.FASTAPI_BASE_URL, path)
+
+
+@functools.lru_cache(maxsize=64)  # keys are the few service paths in the code
+def _join(base_url: str, path: str) -> httpx.URL:
+    return httpx.URL(base_url.rstrip("/") + "/").join(path.lstrip("/"))

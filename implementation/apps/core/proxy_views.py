@@ -1,21 +1,27 @@
-"""The generic proxy shared by the chat, stream, file and quiz views.
+"""The generic proxy shared by the chat, stream, file and quiz views and the fast path.
 
 One request to the service over the process's pooled client
 (apps/core/async_client.py); the answer is either read (bounded) and returned,
 or relayed chunk by chunk as an async iterator, never buffered whole.
+``forward()`` is the one core: the Django views call it through ``proxy()``
+(which asks Django's session for the user) and the ASGI fast path
+(apps/core/fastpath.py) calls it directly with the user it verified.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from apps.core.async_client import get_client
+from apps.core.async_client import get_client, service_url
+from apps.core.bodies import JSON, read_json_object
 from apps.core.failures import (
     MAX_ERROR_BODY,
     bad_upstream_answer,
@@ -32,6 +38,35 @@ logger = logging.getLogger(__name__)
 RequestBody = bytes | AsyncIterator[bytes]
 EVENT_STREAM = "text/event-stream"
 STREAM_UNFINISHED = "The AI service stream ended before it was done."
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class JsonRoute:
+    """A browser route whose JSON object body goes to ``upstream`` unchanged."""
+
+    upstream: str
+    stream: bool = False
+
+
+def fast_path_route(route: JsonRoute) -> Callable[[V], V]:
+    """Mark a view as serving ``route``: the ASGI fast path may then serve it too.
+
+    The fast path finds the view through Django's URL resolver and serves the
+    request only when the view carries this mark (``view.json_route``).
+    """
+
+    def mark(view: V) -> V:
+        view.json_route = route  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+async def proxy_json(request: HttpRequest, route: JsonRoute) -> HttpResponseBase:
+    """The body of a JSON route's view: check the body (415/413/400), then proxy it."""
+    body, _ = read_json_object(request)
+    return await proxy(request, route.upstream, body=body, content_type=JSON, stream=route.stream)
 
 
 async def proxy(
@@ -45,11 +80,38 @@ async def proxy(
 ) -> HttpResponseBase:
     """POST ``body`` to the service at ``upstream_path`` on behalf of the session user."""
     user = await request.auser()  # type: ignore[attr-defined]
+    return await forward(
+        request,
+        upstream_path,
+        user_id=user.pk,
+        body=body,
+        content_type=content_type,
+        stream=stream,
+        content_length=content_length,
+    )
+
+
+async def forward(
+    request: HttpRequest,
+    upstream_path: str,
+    *,
+    user_id: object,
+    body: RequestBody,
+    content_type: str,
+    stream: bool,
+    content_length: int | None = None,
+) -> HttpResponseBase:
+    """POST ``body`` to the service as ``user_id``; the browser's answer.
+
+    Errors come back as problem responses (apps/core/failures.py); a stream
+    comes back as an ``EventStreamResponse`` whose relay owns the upstream
+    response from then on.
+    """
     request_id = get_request_id(request)
     headers = upstream_request_headers(
         request.headers.items(),
         secret=settings.FASTAPI_SECRET,
-        user_id=user.pk,
+        user_id=user_id,
         request_id=request_id,
         content_type=content_type,
     )
@@ -57,7 +119,9 @@ async def proxy(
         # Forward a streamed body with its length rather than chunked.
         headers.append(("content-length", str(content_length)))
     client = get_client()
-    outgoing = client.build_request("POST", upstream_path, content=body, headers=headers)
+    outgoing = client.build_request(
+        "POST", service_url(upstream_path), content=body, headers=headers
+    )
     try:
         upstream = await client.send(outgoing, stream=True)
     except httpx.HTTPError as exc:
@@ -106,8 +170,21 @@ def is_event_stream(upstream: httpx.Response) -> bool:
     return content_type.split(";")[0].strip().lower() == EVENT_STREAM
 
 
+class EventStreamResponse(StreamingHttpResponse):
+    """A relayed event stream that keeps a handle on its relay.
+
+    Django iterates it like any streaming response; the fast path iterates
+    and closes ``relay`` itself, so the upstream response is closed the
+    moment the browser leaves rather than when the generator is collected.
+    """
+
+    def __init__(self, relay: AsyncIterator[bytes], *, status: int) -> None:
+        super().__init__(relay, status=status, content_type=EVENT_STREAM)
+        self.relay = relay
+
+
 def _streaming_response(upstream: httpx.Response, relay: AsyncIterator[bytes]) -> HttpResponseBase:
-    response = StreamingHttpResponse(relay, status=upstream.status_code, content_type=EVENT_STREAM)
+    response = EventStreamResponse(relay, status=upstream.status_code)
     for name, value in downstream_response_headers(upstream.headers.multi_items()):
         response[name] = value
     # Whatever the service said: no cache may store it, no proxy may buffer it.

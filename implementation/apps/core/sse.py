@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")
-_TERMINAL_EVENT = re.compile(rb"(?m)^event: ?(?:done|error)\r?$")
+_TERMINAL_LINE = re.compile(rb"event: ?(?:done|error)\r?(?:\n|\Z)")
 MAX_PENDING = 64 * 1024
 
 
@@ -22,11 +22,13 @@ class EventBoundaryBuffer:
 
     An event longer than ``max_pending`` is forwarded raw instead of growing
     the buffer without bound; ``at_boundary`` then turns False until the
-    next boundary is forwarded.
+    next boundary is forwarded. Every byte is looked at by C-speed searches
+    only (``bytes.rfind``, one regex with a literal prefix), and chunks of
+    whole events pass through uncopied: the relay runs at bulk speed.
     """
 
     def __init__(self, max_pending: int = MAX_PENDING) -> None:
-        self._pending = bytearray()
+        self._pending = b""
         self._max_pending = max_pending
         self.at_boundary = True
         self.finished = False  # a done or error event was forwarded
@@ -35,43 +37,61 @@ class EventBoundaryBuffer:
         """Add ``chunk``; return the bytes that end on an event boundary."""
         if not chunk:
             return b""
-        # Search from a little before the new data: a boundary may straddle chunks.
-        start = max(0, len(self._pending) - 3)
-        self._pending += chunk
-        end = _last_boundary_end(self._pending, start)
-        if end:
-            out = bytes(self._pending[:end])
-            del self._pending[:end]
-            self.at_boundary = True
+        if self._pending:
+            # Search from a little before the new data: a boundary may straddle chunks.
+            start = max(0, len(self._pending) - 3)
+            data = self._pending + chunk
         else:
-            out = b""
+            start, data = 0, bytes(chunk)
+        end = len(data) if data.endswith(_BOUNDARIES) else _last_boundary_end(data, start)
+        out, self._pending = data[:end], data[end:]
+        if end:
+            self.at_boundary = True
         if len(self._pending) > self._max_pending:
-            out += bytes(self._pending)
-            self._pending.clear()
+            out, self._pending = data, b""
             self.at_boundary = False
-        if out and not self.finished and _TERMINAL_EVENT.search(out):
+        if out and not self.finished and has_terminal_event(out):
             self.finished = True
         return out
 
     def flush(self) -> bytes:
         """The held tail, at a clean end of a finished stream."""
-        out = bytes(self._pending)
-        self._pending.clear()
+        out, self._pending = self._pending, b""
         return out
 
     def error_event(self, problem_json: bytes) -> bytes:
         """One ``event: error``, starting on a boundary; drops the partial event."""
-        self._pending.clear()
+        self._pending = b""
         prefix = b"" if self.at_boundary else b"\n\n"
         self.at_boundary = True
         return prefix + b"event: error\ndata: " + problem_json + b"\n\n"
 
 
-def _last_boundary_end(data: bytearray, start: int) -> int:
+def has_terminal_event(data: bytes) -> bool:
+    """Whether ``data`` holds a line ``event: done`` or ``event: error``.
+
+    The lines ``re.search(rb"(?m)^event: ?(?:done|error)\\r?$", data)`` finds,
+    but that pattern starts with an anchor, so the regex engine tries every
+    position (a tenth of the direct throughput on bulk streams); this one
+    starts with a literal, which it finds at C speed, and the line start is
+    checked by hand.
+    """
+    match = _TERMINAL_LINE.search(data)
+    while match is not None:
+        at = match.start()
+        if at == 0 or data[at - 1] == 0x0A:  # "^" of a multi-line pattern: after "\n"
+            return True
+        match = _TERMINAL_LINE.search(data, at + 1)
+    return False
+
+
+def _last_boundary_end(data: bytes, start: int) -> int:
     """Index just past the last event boundary at or after ``start``, or 0."""
-    end = 0
-    for boundary in _BOUNDARIES:
-        index = data.rfind(boundary, start)
-        if index >= 0:
-            end = max(end, index + len(boundary))
+    index = data.rfind(b"\n\n", start)
+    end = index + 2 if index >= 0 else 0
+    if data.find(b"\r", start) >= 0:  # CR line ends too (a memchr: cheap when absent)
+        for boundary in _BOUNDARIES[1:]:
+            index = data.rfind(boundary, start)
+            if index >= 0:
+                end = max(end, index + len(boundary))
     return end

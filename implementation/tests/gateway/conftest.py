@@ -37,9 +37,18 @@ os.environ.update(
         "CORS_ALLOWED_ORIGINS": "http://localhost:3000",
         "FASTAPI_BASE_URL": SERVICE_URL,
         "FASTAPI_SECRET": SECRET,
+        # The test process is not a worker: keep its garbage collector as it is.
+        "GATEWAY_GC_TUNING": "0",
     }
 )
-for _name in ("FASTAPI_KEEPALIVE_EXPIRY", "FASTAPI_HTTP2", "MAX_UPLOAD_SIZE", "MAX_JSON_BODY"):
+for _name in (
+    "FASTAPI_KEEPALIVE_EXPIRY",
+    "FASTAPI_HTTP2",
+    "FASTAPI_TRANSPORT",
+    "MAX_UPLOAD_SIZE",
+    "MAX_JSON_BODY",
+    "GATEWAY_FAST_PATH",
+):
     os.environ.pop(_name, None)
 
 import django  # noqa: E402
@@ -82,10 +91,14 @@ async def pooled_clients() -> AsyncIterator[None]:
 
 @pytest.fixture
 def service(pooled_clients: None) -> Iterator[object]:
-    """A respx router standing in for the service at FASTAPI_BASE_URL."""
+    """A respx router standing in for the service at FASTAPI_BASE_URL.
+
+    ``using="httpx"`` mocks at the client, so it works whatever transport
+    FASTAPI_TRANSPORT picks (respx's default mocks httpcore only).
+    """
     import respx
 
-    with respx.mock(base_url=SERVICE_URL, assert_all_called=False) as router:
+    with respx.mock(base_url=SERVICE_URL, assert_all_called=False, using="httpx") as router:
         yield router
 
 

@@ -8,9 +8,11 @@ import httpx
 import pytest
 import respx
 from django.conf import settings
+from django.test import override_settings
 
 from apps.core import async_client
 from apps.core.async_client import aclose_clients, get_client
+from apps.core.transport import AiohttpTransport
 
 from .conftest import SERVICE_URL
 
@@ -23,7 +25,7 @@ async def _use_client() -> tuple[int, httpx.AsyncClient]:
 
 
 def test_each_event_loop_gets_its_own_working_client() -> None:
-    with respx.mock(base_url=SERVICE_URL) as router:
+    with respx.mock(base_url=SERVICE_URL, using="httpx") as router:
         router.get("/health").mock(return_value=httpx.Response(200, json={"status": "ok"}))
         first_status, first = asyncio.run(_use_client())
         second_status, second = asyncio.run(_use_client())
@@ -64,6 +66,24 @@ async def test_client_is_configured_from_settings() -> None:
         )
         assert client.follow_redirects is False
         assert client.trust_env is False
+        transport = client._transport  # type: ignore[attr-defined]
+        assert settings.FASTAPI_TRANSPORT == "aiohttp"
+        assert isinstance(transport, AiohttpTransport)
+        assert transport._limits == httpx.Limits(
+            max_connections=settings.FASTAPI_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.FASTAPI_MAX_KEEPALIVE,
+            keepalive_expiry=settings.FASTAPI_KEEPALIVE_EXPIRY,
+        )
+        assert settings.FASTAPI_KEEPALIVE_EXPIRY < 5.0
+    finally:
+        await aclose_clients()
+
+
+@pytest.mark.asyncio
+@override_settings(FASTAPI_TRANSPORT="httpcore")
+async def test_httpcore_transport_is_configured_from_settings() -> None:
+    client = get_client()
+    try:
         pool = client._transport._pool  # type: ignore[attr-defined]
         assert pool._max_connections == settings.FASTAPI_MAX_CONNECTIONS
         assert pool._max_keepalive_connections == settings.FASTAPI_MAX_KEEPALIVE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.core.proxy_views import open_relay
-from apps.core.sse import EventBoundaryBuffer
+from apps.core.sse import EventBoundaryBuffer, has_terminal_event
 
 
 def event(text: str) -> bytes:
@@ -194,3 +195,38 @@ async def test_relay_dropped_before_iteration_still_closes_upstream() -> None:
     # The loop's async-generator finalizer schedules aclose(); wait for it, bounded.
     await asyncio.wait_for(stream.closed_event.wait(), timeout=2.0)
     assert stream.closed, "an unstarted relay left its upstream response (and connection) open"
+
+
+_TERMINAL_REGEX = re.compile(rb"(?m)^event: ?(?:done|error)\r?$")
+_pieces = st.sampled_from(
+    [
+        b"event:",
+        b"event: ",
+        b"done",
+        b"error",
+        b"token",
+        b"\n",
+        b"\r",
+        b"\r\n",
+        b" ",
+        b"x",
+        b"data: {}",
+    ]
+)
+
+
+@given(st.lists(_pieces, max_size=14))
+def test_property_terminal_events_are_found_as_the_regex_finds_them(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    assert has_terminal_event(data) is bool(_TERMINAL_REGEX.search(data)), data
+
+
+@given(texts, st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
+def test_property_whole_event_chunks_pass_through_unchanged(
+    words: list[str], cuts: list[int]
+) -> None:
+    data = b"".join(event(word) for word in words) + b"event: done\ndata: {}\n\n"
+    buffer = EventBoundaryBuffer()
+    out = [buffer.feed(chunk) for chunk in split(data, cuts)]
+    assert b"".join(out) + buffer.flush() == data
+    assert buffer.finished

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 
@@ -100,9 +101,13 @@ async def _not_http(scope, receive, send) -> None:
 
 
 def test_the_asgi_application_is_the_lifespan_wrapper() -> None:
-    from lamla.asgi import application
+    from apps.core.fastpath import FastPath
+    from lamla.asgi import application, django_application
 
     assert isinstance(application, LifespanApp)
+    assert isinstance(application.app, FastPath)  # GATEWAY_FAST_PATH is on by default
+    assert application.app.app is django_application
+    assert application.app.plan is not None, "the configured middleware turned the fast path off"
     driver = LifespanDriver("lifespan.startup", "lifespan.shutdown")
     asyncio.run(application({"type": "lifespan"}, driver.receive, driver.send))
     assert [m["type"] for m in driver.sent] == [
@@ -126,3 +131,16 @@ def test_ensure_user_creates_then_updates(database) -> None:
     assert "pw-" not in out.getvalue()
     bob = get_user_model().objects.get(username="bob")
     assert bob.check_password("pw-2")
+
+
+def test_gc_tuning_freezes_startup_objects_and_raises_the_young_threshold() -> None:
+    from apps.core.gc_tuning import YOUNG_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

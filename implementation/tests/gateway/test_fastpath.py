@@ -1,0 +1,398 @@
+"""apps/core/fastpath.py: the ASGI fast path answers exactly as Django would.
+
+Every case runs twice over ASGI, once through the fast path and once through
+Django alone, and the two answers (status, headers, body) must be equal;
+the fast path must serve the happy path without Django and hand everything
+else to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+
+from apps.core.fastpath import FastPath
+from apps.core.session_users import SessionUsers
+from lamla.asgi import django_application
+
+from .asgi_driver import HOST, Browser, Recorder, Result, call
+from .conftest import SECRET
+
+pytestmark = pytest.mark.asyncio
+
+REPLY = {"reply": "hi", "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+EVENTS = b'event: token\ndata: {"text":"a"}\n\nevent: done\ndata: {"usage":{}}\n\n'
+BODY = b'{"message": "h\\u00e9llo",  "history": []}'
+ALLOWED_ORIGIN = "http://localhost:3000"
+RID = "parity-rid-1"
+
+
+def login(user) -> Browser:
+    client = Client()
+    client.force_login(user)
+    return Browser(client.cookies[settings.SESSION_COOKIE_NAME].value)
+
+
+@pytest.fixture
+def browser(alice) -> Browser:
+    return login(alice)
+
+
+@pytest.fixture
+def django_app() -> Recorder:
+    return Recorder(django_application)
+
+
+@pytest.fixture
+def fast(django_app: Recorder) -> FastPath:
+    return FastPath(django_app, sessions=SessionUsers(ttl=5.0, max_size=100))
+
+
+def mock_success(service) -> None:
+    service.post("/chatbot/").mock(return_value=httpx.Response(200, json=REPLY))
+    service.post("/quiz/").mock(return_value=httpx.Response(200, json={"questions": []}))
+
+    def stream(request: httpx.Request) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield EVENTS[:10]
+            yield EVENTS[10:]
+
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+    service.post("/chatbot/stream/").mock(side_effect=stream)
+
+
+async def both(
+    fast: FastPath, django_app: Recorder, method: str, path: str, headers, body=b""
+) -> tuple[Result, Result]:
+    through_fast = await call(fast, method, path, headers, body)
+    through_django = await call(django_app.app, method, path, headers, body)
+    return through_fast, through_django
+
+
+def assert_same(through_fast: Result, through_django: Result) -> None:
+    assert through_fast.status == through_django.status, (through_fast, through_django)
+    assert through_fast.body == through_django.body
+    assert through_fast.header_set() == through_django.header_set()
+
+
+# -- the happy path ---------------------------------------------------------------------------
+async def test_a_valid_chat_is_served_without_django(
+    fast: FastPath, django_app: Recorder, browser: Browser, service, alice
+) -> None:
+    route = service.post("/chatbot/").mock(return_value=httpx.Response(200, json=REPLY))
+    headers = browser.headers(x_internal_secret="forged", x_user_id="999", x_request_id=RID)
+    result = await call(fast, "POST", "/api/chat/", headers, BODY)
+    assert result.status == 200, result.body
+    assert json.loads(result.body) == REPLY
+    assert django_app.calls == 0, "the fast path handed a valid request to Django"
+    sent = route.calls.last.request
+    assert sent.content == BODY
+    assert sent.headers.get_list("x-internal-secret") == [SECRET]
+    assert sent.headers.get_list("x-user-id") == [str(alice.pk)]
+    assert sent.headers["x-request-id"] == RID
+    assert "cookie" not in sent.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "upstream"),
+    [
+        pytest.param("/api/chat/", {}, None, id="chat"),
+        pytest.param("/api/chat/", {"origin": ALLOWED_ORIGIN}, None, id="chat-cors"),
+        pytest.param("/api/chat/stream/", {}, None, id="stream"),
+        pytest.param("/api/chat/stream/", {"origin": ALLOWED_ORIGIN}, None, id="stream-cors"),
+        pytest.param("/api/quiz/generate/", {}, None, id="quiz"),
+        pytest.param("/api/chat/", {}, httpx.Response(500, json={"detail": "x"}), id="502"),
+        pytest.param("/api/chat/", {}, httpx.PoolTimeout("full"), id="503"),
+        pytest.param(
+            "/api/chat/",
+            {"origin": ALLOWED_ORIGIN},
+            httpx.Response(
+                422,
+                json={"type": "about:blank", "title": "t", "status": 422, "detail": "d"},
+                headers={"content-type": "application/problem+json", "set-cookie": "a=b"},
+            ),
+            id="422-relayed",
+        ),
+    ],
+)
+async def test_answers_and_headers_are_those_of_django(
+    fast: FastPath,
+    django_app: Recorder,
+    browser: Browser,
+    service,
+    path: str,
+    extra: dict[str, str],
+    upstream: object,
+) -> None:
+    mock_success(service)
+    if isinstance(upstream, Exception):
+        service.post("/chatbot/").mock(side_effect=upstream)
+    elif upstream is not None:
+        service.post("/chatbot/").mock(return_value=upstream)
+    headers = browser.headers(x_request_id=RID, **extra)
+    through_fast, through_django = await both(fast, django_app, "POST", path, headers, BODY)
+    assert django_app.calls == 0, "the fast path handed the request to Django"
+    assert_same(through_fast, through_django)
+    names = {name.lower() for name, _ in through_fast.headers}
+    expected = {"x-content-type-options", "x-frame-options", "referrer-policy", "vary"}
+    assert expected | {"cross-origin-opener-policy", "x-request-id"} <= names
+    if extra:
+        assert ("access-control-allow-origin", ALLOWED_ORIGIN) in through_fast.header_set()
+
+
+# -- everything else goes to Django -------------------------------------------------------------
+def _too_large() -> bytes:
+    return json.dumps({"message": "x" * settings.MAX_JSON_BODY}).encode()
+
+
+def _split(body: bytes, at: int) -> list[bytes]:
+    return [body[:at], body[at:]]
+
+
+def _without(headers: dict[str, str], name: str) -> dict[str, str]:
+    return {key: value for key, value in headers.items() if key != name}
+
+
+# name -> browser -> (headers, body, query string)
+HANDED_OVER = {
+    "anonymous": lambda b: ({**b.headers(), "cookie": f"csrftoken={b.csrf_secret}"}, BODY, b""),
+    "unknown-session": lambda b: (
+        {**b.headers(), "cookie": f"csrftoken={b.csrf_secret}; sessionid=nosuchsession123456"},
+        BODY,
+        b"",
+    ),
+    "csrf-missing": lambda b: (_without(b.headers(), "x-csrftoken"), BODY, b""),
+    "csrf-wrong": lambda b: (b.headers(x_csrftoken="A" * 64), BODY, b""),
+    "csrf-no-cookie": lambda b: (
+        {**b.headers(), "cookie": f"sessionid={b.session_key}"},
+        BODY,
+        b"",
+    ),
+    "untrusted-origin": lambda b: (b.headers(origin="http://evil.example"), BODY, b""),
+    "text-plain": lambda b: (b.headers(content_type="text/plain"), BODY, b""),
+    "no-content-type": lambda b: (_without(b.headers(), "content-type"), BODY, b""),
+    "invalid-json": lambda b: (b.headers(), b'{"message": ', b""),
+    "json-array": lambda b: (b.headers(), b"[1, 2]", b""),
+    "empty-body": lambda b: (b.headers(), b"", b""),
+    "too-large": lambda b: (b.headers(), _too_large(), b""),
+    "too-large-chunked": lambda b: (b.headers(), _split(_too_large(), 600_000), b""),
+    "disallowed-host": lambda b: (b.headers(host="evil.example"), BODY, b""),
+    "undecodable-query": lambda b: (b.headers(), BODY, b"q=\xff"),
+}
+
+
+@pytest.mark.parametrize("case", list(HANDED_OVER))
+@pytest.mark.parametrize("path", ["/api/chat/", "/api/chat/stream/", "/api/quiz/generate/"])
+async def test_requests_the_fast_path_would_refuse_get_djangos_answer(
+    fast: FastPath, django_app: Recorder, browser: Browser, service, case: str, path: str
+) -> None:
+    mock_success(service)
+    headers, body, query = HANDED_OVER[case](browser)
+    if isinstance(body, list):
+        headers = _without(headers, "content-length")
+    else:
+        headers = {**headers, "content-length": str(len(body))}
+    headers["x-request-id"] = RID
+    through_fast = await call(fast, "POST", path, headers, body, query_string=query)
+    through_django = await call(django_app.app, "POST", path, headers, body, query_string=query)
+    assert django_app.calls == 1, "the fast path answered a request it should hand over"
+    assert through_fast.status in (400, 401, 403, 413, 415), through_fast
+    assert_same(through_fast, through_django)
+    assert not service.calls, "the service was contacted"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/chat/"), ("PUT", "/api/chat/"), ("POST", "/api/nope/"), ("POST", "/api/chat")],
+)
+async def test_other_methods_and_paths_never_stop_at_the_fast_path(
+    fast: FastPath, django_app: Recorder, browser: Browser, method: str, path: str
+) -> None:
+    through_fast, through_django = await both(
+        fast, django_app, method, path, browser.headers(x_request_id=RID), BODY
+    )
+    assert django_app.calls == 1
+    assert_same(through_fast, through_django)
+
+
+async def test_the_upload_route_stays_on_django(
+    fast: FastPath, django_app: Recorder, browser: Browser, service
+) -> None:
+    service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = browser.headers(content_type=f"multipart/form-data; boundary={boundary}")
+    result = await call(fast, "POST", "/api/chat/file/", headers, body)
+    assert result.status == 200, result.body
+    assert django_app.calls == 1
+
+
+# -- CSRF: the fast path's decision is Django's -------------------------------------------------
+CSRF_CASES = {
+    "masked-token": ({}, True),
+    "unmasked-secret": ({"x_csrftoken": "SECRET"}, True),
+    "trusted-origin": ({"origin": ALLOWED_ORIGIN}, True),
+    "same-origin": ({"origin": f"http://{HOST}"}, True),
+    "untrusted-origin": ({"origin": "http://evil.example"}, False),
+    "null-origin": ({"origin": "null"}, False),
+    "token-of-another-secret": ({"x_csrftoken": "OTHER"}, False),
+    "malformed-token": ({"x_csrftoken": "not a token!"}, False),
+    "short-token": ({"x_csrftoken": "abc"}, False),
+    "https-without-referer": ({"scheme": "https"}, False),
+    "https-same-host-referer": ({"scheme": "https", "referer": f"https://{HOST}/app"}, True),
+    "https-foreign-referer": ({"scheme": "https", "referer": "https://evil.example/"}, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CSRF_CASES))
+async def test_csrf_decisions_match_djangos(
+    fast: FastPath, django_app: Recorder, browser: Browser, service, case: str
+) -> None:
+    mock_success(service)
+    extra, accepted = CSRF_CASES[case]
+    extra = dict(extra)
+    scheme = extra.pop("scheme", "http")
+    if extra.get("x_csrftoken") == "SECRET":
+        extra["x_csrftoken"] = browser.csrf_secret
+    elif extra.get("x_csrftoken") == "OTHER":
+        extra["x_csrftoken"] = Browser("x").csrf_token
+    headers = browser.headers(x_request_id=RID, **extra)
+    through_fast = await call(fast, "POST", "/api/chat/", headers, BODY, scheme=scheme)
+    through_django = await call(django_app.app, "POST", "/api/chat/", headers, BODY, scheme=scheme)
+    served_by_fast_path = django_app.calls == 0
+    assert served_by_fast_path is accepted
+    assert (through_django.status != 403) is accepted, through_django.body
+    assert_same(through_fast, through_django)
+
+
+# -- sessions -----------------------------------------------------------------------------------
+async def test_a_logged_out_session_cannot_chat_on_the_fast_path(
+    django_app: Recorder, browser: Browser, service
+) -> None:
+    from apps.core.session_users import session_users
+
+    fast = FastPath(django_app)  # the process-wide cache, which logout evicts from
+    session_users.clear()
+    mock_success(service)
+    assert (await call(fast, "POST", "/api/chat/", browser.headers(), BODY)).status == 200
+    assert browser.session_key in session_users._entries
+    logout = await call(fast, "POST", "/api/auth/logout/", browser.headers(), b"")
+    assert logout.status == 204, logout.body
+    assert browser.session_key not in session_users._entries
+    again = await call(fast, "POST", "/api/chat/", browser.headers(), BODY)
+    assert again.status == 401, again.body
+    assert django_app.calls == 2  # the logout, and the refused chat
+
+
+async def test_a_rotated_session_key_is_forgotten_at_once(browser: Browser, alice) -> None:
+    from importlib import import_module
+
+    from apps.core.session_users import session_users
+
+    session_users.clear()
+    assert await session_users.user_id(browser.session_key) == alice.pk
+    store = import_module(settings.SESSION_ENGINE).SessionStore(browser.session_key)
+    await store.acycle_key()  # deletes the old row: login does this
+    assert browser.session_key not in session_users._entries
+    assert await session_users.user_id(browser.session_key) is None
+
+
+# -- disconnects --------------------------------------------------------------------------------
+async def wait_until(predicate, within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)  # poll interval, not synchronisation
+
+
+async def test_a_disconnect_mid_stream_closes_the_upstream_response(
+    fast: FastPath, browser: Browser, service
+) -> None:
+    closed = asyncio.Event()
+    never = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b'event: token\ndata: {"text":"a"}\n\n'
+            await never.wait()
+            yield b"never sent"
+        finally:
+            closed.set()
+
+    service.post("/chatbot/stream/").mock(
+        return_value=httpx.Response(
+            200, content=body(), headers={"content-type": "text/event-stream"}
+        )
+    )
+    gone = asyncio.Event()
+    sent: list[dict] = []
+    task = asyncio.ensure_future(
+        call(
+            fast,
+            "POST",
+            "/api/chat/stream/",
+            browser.headers(),
+            BODY,
+            disconnect=gone,
+            messages=sent,
+        )
+    )
+    await wait_until(lambda: any(m.get("body") for m in sent))
+    assert not closed.is_set()
+    gone.set()
+    await asyncio.wait_for(closed.wait(), timeout=1.0)
+    result = await asyncio.wait_for(task, timeout=1.0)
+    assert result.status == 200
+    assert b"never sent" not in result.body
+
+
+async def test_a_disconnect_before_the_answer_cancels_the_upstream_request(
+    fast: FastPath, browser: Browser, service
+) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    service.post("/chatbot/").mock(side_effect=hang)
+    gone = asyncio.Event()
+    task = asyncio.ensure_future(
+        call(fast, "POST", "/api/chat/", browser.headers(), BODY, disconnect=gone)
+    )
+    await asyncio.wait_for(started.wait(), timeout=2.0)
+    gone.set()
+    await asyncio.wait_for(cancelled.wait(), timeout=1.0)
+    result = await asyncio.wait_for(task, timeout=1.0)
+    assert result.status is None, "an answer was sent to a client that left"
+
+
+# -- configuration ------------------------------------------------------------------------------
+async def test_an_unknown_middleware_turns_the_fast_path_off(
+    django_app: Recorder, browser: Browser, service, caplog
+) -> None:
+    mock_success(service)
+    middleware = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+    with override_settings(MIDDLEWARE=middleware):
+        fast = FastPath(django_app, sessions=SessionUsers(ttl=5.0, max_size=10))
+    assert fast.plan is None
+    assert "GZipMiddleware" in caplog.text
+    result = await call(fast, "POST", "/api/chat/", browser.headers(), BODY)
+    assert result.status == 200
+    assert django_app.calls == 1
