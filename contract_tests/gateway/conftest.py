@@ -10,15 +10,23 @@ import contextlib
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_no_leak, assert_problem, http_client
+from contract_tests.harness.client import (
+    Event,
+    EventReader,
+    Session,
+    assert_no_leak,
+    assert_problem,
+    http_client,
+)
 from contract_tests.harness.fakes import FakeControl, Record, header_values
 from contract_tests.harness.processes import LOOPBACK
 from contract_tests.harness.system import Fake, Harness, Running, User
@@ -242,3 +250,198 @@ def tight_gateway(
         yield running
     finally:
         running.process.stop()
+
+
+# -- raw HTTP/1.1: a client that leaves exactly when the test says --------------------------------
+def session_headers(session: Session) -> list[tuple[str, str]]:
+    """What a browser of ``session`` sends on an unsafe request: its cookies and CSRF token."""
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies.jar)
+    return [("Cookie", cookie), ("X-CSRFToken", session.csrf)]
+
+
+def raw_request_bytes(
+    base_url: str,
+    path: str,
+    body: bytes,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    content_type: str = "application/json",
+) -> bytes:
+    """A hand-built ``POST`` (HTTP/1.1, keep-alive, Content-Length) for ``base_url``."""
+    host = urlsplit(base_url).netloc
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Accept: */*",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class ResponseParser:
+    """Incremental parser of one HTTP/1.1 response: head, de-chunked body, SSE events.
+
+    Fed raw bytes in any split, so a test can read a socket at its own pace and still
+    know when a complete event has arrived.
+    """
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.received = 0  # raw bytes, head and chunk framing included
+        self.body_bytes = 0  # body bytes after de-chunking
+        self.finished = False  # the terminating zero-length chunk arrived
+        self.events: list[Event] = []
+        self._head = b""
+        self._chunked = False
+        self._wire = b""  # undecoded chunked bytes
+        self._left = 0  # bytes left in the current chunk
+        self._reader = EventReader()
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Take more bytes off the wire; return the events they completed."""
+        self.received += len(data)
+        if self.status is None:
+            self._head += data
+            if b"\r\n\r\n" not in self._head:
+                return []
+            head, data = self._head.split(b"\r\n\r\n", 1)
+            status_line, *lines = head.decode("latin-1").split("\r\n")
+            self.status = int(status_line.split()[1])
+            for line in lines:
+                name, _, value = line.partition(":")
+                self.headers.append((name.strip().lower(), value.strip()))
+            self._chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
+        body = self._dechunk(data) if self._chunked else data
+        self.body_bytes += len(body)
+        events = self._reader.feed(body)
+        self.events += events
+        return events
+
+    def _dechunk(self, data: bytes) -> bytes:
+        self._wire += data
+        out = bytearray()
+        for _ in range(len(self._wire) + 1):  # each pass consumes bytes or stops
+            if self.finished:
+                break
+            if self._left:
+                piece = self._wire[: self._left]
+                out += piece
+                self._left -= len(piece)
+                self._wire = self._wire[len(piece) :]
+                if self._left:
+                    break
+                continue
+            if self._wire.startswith(b"\r\n"):  # the CRLF after a chunk's data
+                self._wire = self._wire[2:]
+            if b"\r\n" not in self._wire:
+                break
+            size_line, self._wire = self._wire.split(b"\r\n", 1)
+            self._left = int(size_line.split(b";")[0], 16)
+            self.finished = self._left == 0
+        return bytes(out)
+
+
+class RawRequest:
+    """One HTTP/1.1 request on its own TCP connection, read at the test's pace.
+
+    ``abort()`` is an unambiguous client disconnect: no pool of the test's own can keep
+    the connection open behind the test's back.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.response = ResponseParser()
+        self.closed = False
+
+    @classmethod
+    def post(
+        cls,
+        base_url: str,
+        path: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        content_type: str = "application/json",
+    ) -> RawRequest:
+        """Connect to ``base_url`` and send the request (the answer is not read yet)."""
+        parts = urlsplit(base_url)
+        assert parts.hostname == LOOPBACK, base_url
+        sock = socket.create_connection((LOOPBACK, parts.port or 80), timeout=10.0)
+        sock.sendall(raw_request_bytes(base_url, path, body, headers, content_type=content_type))
+        return cls(sock)
+
+    @classmethod
+    def to_gateway(cls, session: Session, path: str, payload: bytes) -> RawRequest:
+        """A JSON ``POST`` to a gateway as the logged-in browser of ``session``."""
+        return cls.post(session.base_url, path, payload, session_headers(session))
+
+    def recv(self, size: int = 65536, timeout: float = 10.0) -> bytes:
+        """Up to ``size`` bytes as they come (b"" at the end of the connection)."""
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(size)
+        self.response.feed(data)
+        return data
+
+    def read_until(self, done: Callable[[ResponseParser], bool], timeout: float = 10.0) -> None:
+        """Read until ``done(response)`` holds; fail at the deadline or at the end of the stream."""
+        deadline = time.monotonic() + timeout
+        while not done(self.response):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no such answer within {timeout}s; got {self.response.events}"
+            data = self.recv(timeout=left)
+            assert data or done(self.response), (
+                f"the connection ended first; status {self.response.status}, "
+                f"events {[e.event for e in self.response.events]}"
+            )
+
+    def read_events(self, count: int, timeout: float = 10.0) -> list[Event]:
+        """Read until at least ``count`` complete events arrived; all events so far."""
+        self.read_until(lambda r: len(r.events) >= count, timeout)
+        return self.response.events
+
+    def read_all(self, timeout: float = 10.0) -> ResponseParser:
+        """Read the rest of a chunked answer (the last chunk) or until the connection ends."""
+        deadline = time.monotonic() + timeout
+        while not self.response.finished:
+            left = deadline - time.monotonic()
+            assert left > 0, f"the answer did not end within {timeout}s"
+            if not self.recv(timeout=left):
+                break
+        return self.response
+
+    def abort(self) -> None:
+        """Leave: shut the connection down in both directions and close it."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def __enter__(self) -> RawRequest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def assert_absent(fake: FakeControl, token: str, seconds: float, why: str) -> None:
+    """Poll for ``seconds`` that no request with ``token`` reached ``fake``.
+
+    A wait for *absence*: there is nothing to wait for, so it runs the whole time;
+    it is bounded and says what it proves.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        seen = fake.requests(token)
+        assert not seen, f"{why}: the service received it ({len(seen)} requests)"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)  # poll interval, not synchronisation
