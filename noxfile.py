@@ -14,7 +14,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "unit", "contract", "selfcheck"]
+nox.options.sessions = ["lint", "unit", "contract", "selfcheck", "perf"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -70,6 +70,13 @@ def selfcheck(session: nox.Session) -> None:
     """Prove the suites can fail: each deliberately broken variant must be rejected."""
     install_groups(session, "implementation", "test")
     session.run("python", "-m", "contract_tests.harness.selfcheck", *session.posargs)
+
+
+@nox.session
+def perf(session: nox.Session) -> None:
+    """The benchmark: writes reports/perf.{json,md} and plots; asserts only generous bounds."""
+    install_groups(session, "implementation", "test", "perf")
+    run_pytest(session, "perf_tests", junit="perf")
 
 
 @nox.session
