@@ -77,12 +77,6 @@ class Route:
         return self.post(self.stream_path, {"message": message})
 
 
-def session_headers(session: Session) -> tuple[tuple[str, str], ...]:
-    """What a logged-in browser sends on a POST: its cookies and the CSRF header."""
-    cookies = "; ".join(f"{c.name}={c.value}" for c in session.cookies.jar)
-    return (("Cookie", cookies), ("X-CSRFToken", session.csrf))
-
-
 @dataclass
 class Bench:
     """Starts and holds the compared systems for one run; stops what it started itself."""
@@ -161,7 +155,7 @@ class Bench:
     def _logged_in(self, key: str, running: Running, chat: str, stream: str) -> Route:
         session = Session.of(running.url, self.user)
         label = self.labels[key]
-        return Route(key, label, LOOPBACK, running.port, chat, stream, session_headers(session))
+        return Route(key, label, LOOPBACK, running.port, chat, stream, session.headers())
 
     # -- nginx -------------------------------------------------------------------------------
     def _start_nginx(self) -> None:

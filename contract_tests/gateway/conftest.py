@@ -253,12 +253,6 @@ def tight_gateway(
 
 
 # -- raw HTTP/1.1: a client that leaves exactly when the test says --------------------------------
-def session_headers(session: Session) -> list[tuple[str, str]]:
-    """What a browser of ``session`` sends on an unsafe request: its cookies and CSRF token."""
-    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies.jar)
-    return [("Cookie", cookie), ("X-CSRFToken", session.csrf)]
-
-
 def raw_request_bytes(
     base_url: str,
     path: str,
@@ -380,7 +374,7 @@ class RawRequest:
     @classmethod
     def to_gateway(cls, session: Session, path: str, payload: bytes) -> RawRequest:
         """A JSON ``POST`` to a gateway as the logged-in browser of ``session``."""
-        return cls.post(session.base_url, path, payload, session_headers(session))
+        return cls.post(session.base_url, path, payload, list(session.headers()))
 
     def recv(self, size: int = 65536, timeout: float = 10.0) -> bytes:
         """Up to ``size`` bytes as they come (b"" at the end of the connection)."""

@@ -31,7 +31,6 @@ from contract_tests.gateway.conftest import (
     problem,
     raw_request_bytes,
     release_held,
-    session_headers,
 )
 from contract_tests.harness.client import Session, async_http_client, http_client, parse_stream
 from contract_tests.harness.fakes import FakeControl, new_token
@@ -113,7 +112,7 @@ class Churn:
         reader, writer = await asyncio.open_connection(LOOPBACK, self.gateway.port)
         writer.write(
             raw_request_bytes(
-                self.session.base_url, path, message(token), session_headers(self.session)
+                self.session.base_url, path, message(token), list(self.session.headers())
             )
         )
         try:

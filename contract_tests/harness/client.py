@@ -77,6 +77,11 @@ class Session:
         with logged_in(base_url, user) as client:
             return cls(base_url, httpx.Cookies(client.cookies), client.headers["X-CSRFToken"])
 
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """What a browser of this session sends on an unsafe request: cookies and CSRF token."""
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.cookies.jar)
+        return (("Cookie", cookie), ("X-CSRFToken", self.csrf))
+
     @contextlib.contextmanager
     def client(self) -> Iterator[httpx.Client]:
         headers = {"X-CSRFToken": self.csrf}
