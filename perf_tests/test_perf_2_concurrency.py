@@ -135,7 +135,7 @@ def test_perf_2_reports_1000_concurrent_1s_requests(bench: Bench, report: PerfRe
 
 @pytest.mark.req("PERF-2")
 def test_perf_2_reports_5000_concurrent_1s_requests(bench: Bench, report: PerfReport) -> None:
-    """The same with 5,000 (reported; the pool of 2,000 makes it at least three waves)."""
+    """The same with 5,000 (reported; the gateway's pool of 6,000 takes them in one wave)."""
     runs = _burst_all(bench, report, 5000)
     direct = runs[DIRECT]
     assert "not_run" in direct or direct.get("failed") == 0, f"direct baseline failed: {direct}"
