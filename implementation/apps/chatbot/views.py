@@ -10,7 +10,6 @@ views (async_views.py) under ASGI.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 
@@ -29,7 +28,7 @@ from apps.core.failures import (
 )
 from apps.core.headers import downstream_response_headers, upstream_request_headers
 from apps.core.problems import problem_json_bytes
-from apps.core.proxy_views import STREAM_UNFINISHED, is_event_stream, stream_failure
+from apps.core.proxy_views import STREAM_UNFINISHED, is_event_stream, json_answer, stream_failure
 from apps.core.request_id import get_request_id
 from apps.core.sse import EventBoundaryBuffer
 
@@ -112,20 +111,7 @@ def chat(request: HttpRequest) -> HttpResponseBase:
             content = _read_bounded(upstream, settings.FASTAPI_MAX_RESPONSE_BODY)
         except httpx.HTTPError as exc:
             return transport_failure(exc, path=path, request_id=request_id)
-        if content is None:
-            return bad_upstream_answer(path=path, request_id=request_id, reason="answer too large")
-        try:
-            json.loads(content)
-        except (ValueError, RecursionError):
-            return bad_upstream_answer(
-                path=path, request_id=request_id, reason="answer is not JSON"
-            )
-        response = HttpResponse(
-            content, status=upstream.status_code, content_type="application/json"
-        )
-        for name, value in downstream_response_headers(upstream.headers.multi_items()):
-            response[name] = value
-        return response
+        return json_answer(upstream, content, path=path, request_id=request_id)
     finally:
         upstream.close()
 

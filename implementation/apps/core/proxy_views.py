@@ -153,6 +153,16 @@ async def _json_response(upstream: httpx.Response, *, path: str, request_id: str
         content = await read_bounded(upstream, settings.FASTAPI_MAX_RESPONSE_BODY)
     except httpx.HTTPError as exc:
         return transport_failure(exc, path=path, request_id=request_id)
+    return json_answer(upstream, content, path=path, request_id=request_id)
+
+
+def json_answer(
+    upstream: httpx.Response, content: bytes | None, *, path: str, request_id: str
+) -> HttpResponse:
+    """The client's response for a service answer read with a bound (None: over it).
+
+    Shared with the legacy sync views, which read the body their own way.
+    """
     if content is None:
         return bad_upstream_answer(path=path, request_id=request_id, reason="answer too large")
     try:
