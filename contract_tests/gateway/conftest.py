@@ -138,26 +138,6 @@ def one_request(fake: FakeControl, token: str) -> Record:
     return records[0]
 
 
-# -- holds --------------------------------------------------------------------------------------
-def release_held(fake: FakeControl, token: str, count: int = 1, timeout: float = 5.0) -> None:
-    """Release ``count`` requests parked at ``hold_after``, waiting until they are parked.
-
-    A release only wakes requests parked at that moment, so a release sent just
-    before the fake parks would be lost; poll until ``count`` were released.
-    """
-    deadline = time.monotonic() + timeout
-    released = 0
-    with httpx.Client(base_url=fake.url, timeout=5.0, trust_env=False) as control:
-        while True:
-            response = control.post(f"/_control/release/{token}")
-            response.raise_for_status()
-            released += int(response.json().get("released", 0))
-            if released >= count:
-                return
-            assert time.monotonic() < deadline, f"only {released}/{count} held requests released"
-            time.sleep(0.02)  # poll interval, not synchronisation
-
-
 # -- logs ---------------------------------------------------------------------------------------
 class LogWatch:
     """Lines a process appends to its log after a mark (polled: the process writes async)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.gateway.conftest import CHAT, STREAM, RawRequest, assert_absent, release_held
+from contract_tests.gateway.conftest import CHAT, STREAM, RawRequest, assert_absent
 from contract_tests.harness.client import Session, parse_stream
 from contract_tests.harness.fakes import FakeControl
 from contract_tests.harness.system import Running, User
@@ -132,7 +132,7 @@ def test_gw_cancel_3_a_request_abandoned_in_the_pool_queue_never_reaches_the_ser
             # the connection come free, so "afterwards" is unambiguous.
             assert_absent(fake_service, queued, 1.0, "a request abandoned in the queue")
 
-            release_held(fake_service, holder)
+            fake_service.release(holder, count=1)
             events, rest = parse_stream(first.read())
             assert [e.event for e in events] == ["token", "token", "done"], events
             assert rest == b""
@@ -171,7 +171,7 @@ def test_gw_cancel_3_many_abandoned_waiters_leave_the_pool_usable(
             for waiter in waiters:
                 waiter.abort()
             assert_absent(fake_service, queued, 1.0, "requests abandoned in the queue")
-            release_held(fake_service, holder, count=2)
+            fake_service.release(holder, count=2)
             for response in held:
                 events, _ = parse_stream(response.read())
                 assert events[-1].event == "done", events

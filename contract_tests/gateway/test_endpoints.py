@@ -19,7 +19,6 @@ from contract_tests.gateway.conftest import (
     one_request,
     only_value,
     problem,
-    release_held,
 )
 from contract_tests.harness.client import Event, EventReader, assert_no_leak, parse_stream
 from contract_tests.harness.fakes import FakeControl
@@ -205,7 +204,7 @@ def test_gw_stream_1_first_event_arrives_while_the_service_holds_the_rest(
         (record,) = fake_service.requests(token)
         assert not record["completed"], "the service was not holding the stream any more"
 
-        release_held(fake_service, token)
+        fake_service.release(token, count=1)
         for chunk in chunks:
             events += reader.feed(chunk)
     assert reader.pending.strip() == b"", reader.pending

@@ -24,7 +24,6 @@ from contract_tests.gateway.conftest import (
     assert_not_contacted,
     blackhole,
     problem,
-    release_held,
     route_params,
 )
 from contract_tests.harness.client import assert_no_leak, http_client, logged_in, parse_stream
@@ -120,7 +119,7 @@ def test_gw_proxy_7_exhausted_pool_gives_503_with_retry_after(
             assert retry_after.isdigit(), f"Retry-After is {retry_after!r}"
             assert elapsed < NEVER_HANGS
 
-            release_held(fake_service, token, count=2)
+            fake_service.release(token, count=2)
             for response in held:
                 events, rest = parse_stream(response.read())
                 assert [e.event for e in events] == ["token"] * 3 + ["done"]

@@ -30,7 +30,6 @@ from contract_tests.gateway.conftest import (
     assert_not_contacted,
     problem,
     raw_request_bytes,
-    release_held,
 )
 from contract_tests.harness.client import Session, async_http_client, http_client, parse_stream
 from contract_tests.harness.fakes import FakeControl, new_token
@@ -457,7 +456,7 @@ async def test_gw_overload_1_every_request_beyond_a_full_pool_gets_503_at_once(
                 )
             assert_not_contacted(fake_service, refused)
 
-            release_held(fake_service, holder, count=2)
+            fake_service.release(holder, count=2)
             for response in held:
                 events, rest = parse_stream(await response.aread())
                 assert [e.event for e in events] == ["token"] * 3 + ["done"], events

@@ -31,9 +31,23 @@ class FakeControl:
         response.raise_for_status()
         return token
 
-    def release(self, match: str) -> None:
-        """Let requests held at ``hold_after`` go on."""
-        self._http.post(f"/_control/release/{match}").raise_for_status()
+    def release(self, match: str, *, count: int = 0, timeout: float = 5.0) -> int:
+        """Let requests held at ``hold_after`` go on; return how many were released.
+
+        With ``count``, keep releasing until that many were: a release wakes only the
+        requests parked at that moment, so one sent just before the fake parks a
+        request would be lost.
+        """
+        deadline = time.monotonic() + timeout
+        released = 0
+        while True:
+            response = self._http.post(f"/_control/release/{match}")
+            response.raise_for_status()
+            released += int(response.json().get("released", 0))
+            if released >= count:
+                return released
+            assert time.monotonic() < deadline, f"only {released}/{count} held requests released"
+            time.sleep(0.02)  # poll interval, not synchronisation
 
     def requests(self, match: str | None = None) -> list[Record]:
         """What the fake received, oldest first (optionally only for one token)."""
