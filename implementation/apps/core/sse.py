@@ -15,6 +15,7 @@ import re
 _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")
 _TERMINAL_LINE = re.compile(rb"event: ?(?:done|error)\r?(?:\n|\Z)")
 MAX_PENDING = 64 * 1024
+_NEWLINE_WALK = 64
 
 
 class EventBoundaryBuffer:
@@ -70,25 +71,47 @@ class EventBoundaryBuffer:
 def has_terminal_event(data: bytes) -> bool:
     """Whether ``data`` holds a line ``event: done`` or ``event: error``.
 
-    The lines ``re.search(rb"(?m)^event: ?(?:done|error)\\r?$", data)`` finds,
-    but that pattern starts with an anchor, so the regex engine tries every
-    position (a tenth of the direct throughput on bulk streams); this one
-    starts with a literal, which it finds at C speed, and the line start is
-    checked by hand.
+    Such a line starts ``data`` or follows a ``\\n``. Newlines are found with
+    ``memchr`` (``bytes.find`` of one byte), which skips a bulk event's
+    payload at memory speed; past ``_NEWLINE_WALK`` newlines (many small
+    events) one regex search with a literal prefix takes over, which also
+    runs in C. ``re.search(rb"(?m)^event: ...")`` would try every position:
+    a tenth of the direct throughput on bulk streams.
     """
-    match = _TERMINAL_LINE.search(data)
-    while match is not None:
-        at = match.start()
-        if at == 0 or data[at - 1] == 0x0A:  # "^" of a multi-line pattern: after "\n"
+    at = 0
+    for _ in range(_NEWLINE_WALK):
+        if data.startswith(b"event:", at) and _TERMINAL_LINE.match(data, at):
             return True
-        match = _TERMINAL_LINE.search(data, at + 1)
+        newline = data.find(b"\n", at)
+        if newline < 0:
+            return False
+        at = newline + 1
+    match = _TERMINAL_LINE.search(data, at)
+    while match is not None:
+        start = match.start()
+        if data[start - 1] == 0x0A:  # "^" of a multi-line pattern: after "\n"
+            return True
+        match = _TERMINAL_LINE.search(data, start + 1)
     return False
 
 
 def _last_boundary_end(data: bytes, start: int) -> int:
     """Index just past the last event boundary at or after ``start``, or 0."""
-    index = data.rfind(b"\n\n", start)
-    end = index + 2 if index >= 0 else 0
+    # The last "\n" (memrchr) usually ends the last boundary; a line end that is
+    # not part of one sends the search one newline further back.
+    end = 0
+    stop = len(data)
+    for _ in range(_NEWLINE_WALK):
+        index = data.rfind(b"\n", start, stop)
+        if index <= start:
+            break
+        if data[index - 1] == 0x0A:
+            end = index + 1
+            break
+        stop = index
+    else:
+        index = data.rfind(b"\n\n", start, stop)
+        end = index + 2 if index >= 0 else 0
     if data.find(b"\r", start) >= 0:  # CR line ends too (a memchr: cheap when absent)
         for boundary in _BOUNDARIES[1:]:
             index = data.rfind(boundary, start)

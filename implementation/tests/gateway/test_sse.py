@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.core.proxy_views import open_relay
-from apps.core.sse import EventBoundaryBuffer, has_terminal_event
+from apps.core.sse import _NEWLINE_WALK, EventBoundaryBuffer, _last_boundary_end, has_terminal_event
 
 
 def event(text: str) -> bytes:
@@ -219,6 +219,35 @@ _pieces = st.sampled_from(
 def test_property_terminal_events_are_found_as_the_regex_finds_them(parts: list[bytes]) -> None:
     data = b"".join(parts)
     assert has_terminal_event(data) is bool(_TERMINAL_REGEX.search(data)), data
+
+
+# Past _NEWLINE_WALK newlines both searches switch to a regex: cover that side too.
+_many_lines = st.lists(_pieces, min_size=_NEWLINE_WALK, max_size=6 * _NEWLINE_WALK)
+
+
+@given(_many_lines)
+def test_property_terminal_events_past_the_newline_walk(parts: list[bytes]) -> None:
+    data = b"\n" * _NEWLINE_WALK + b"".join(parts)
+    assert has_terminal_event(data) is bool(_TERMINAL_REGEX.search(data)), data
+
+
+@given(st.one_of(st.lists(_pieces, max_size=14), _many_lines), st.integers(0, 40))
+def test_property_last_boundary_is_the_last_of_any_kind(parts: list[bytes], start: int) -> None:
+    data = b"".join(parts)
+    start = min(start, len(data))
+    ends = [
+        index + len(boundary)
+        for boundary in (b"\n\n", b"\r\n\r\n", b"\r\r")
+        if (index := data.rfind(boundary, start)) >= 0
+    ]
+    assert _last_boundary_end(data, start) == max(ends, default=0), (data, start)
+
+
+def test_a_bulk_event_is_scanned_at_memchr_speed() -> None:
+    """64 KiB of payload with one boundary: found, and no terminal event in it."""
+    data = b":" + b"x" * (64 * 1024) + b"\n\n" + b":" + b"x" * 1000
+    assert _last_boundary_end(data, 0) == 64 * 1024 + 3
+    assert not has_terminal_event(data)
 
 
 @given(texts, st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
