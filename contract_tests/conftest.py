@@ -60,6 +60,14 @@ def pytest_configure(config: pytest.Config) -> None:
 _PLUG = pytest.StashKey[Plug]()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of modules that set ``RUN_LAST = True`` run after all others, in their order.
+
+    SEC-2 (contract_tests/test_logs.py) searches the logs of the whole run.
+    """
+    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUN_LAST", False)))
+
+
 # -- the system ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def plug(pytestconfig: pytest.Config) -> Plug:

@@ -104,6 +104,8 @@ def main() -> None:
                 str(args.gateway_port),
                 "--lifespan",
                 "on",
+                # X-Forwarded-* are believed only from GATEWAY_TRUSTED_PROXIES (apps/core/edge.py).
+                "--no-proxy-headers",
             ],
             HERE,
         )

@@ -110,11 +110,18 @@ def test_gw_quiz_1_quiz_is_proxied_to_quiz_and_the_answer_returned(
 
 
 # -- GW-FILE-1 ----------------------------------------------------------------------------------
-def upload(client: httpx.Client, content: bytes, message: str, name: str = "notes.txt"):
+def upload(
+    client: httpx.Client,
+    content: bytes,
+    message: str,
+    name: str = "notes.pdf",
+    content_type: str = "application/pdf",
+):
+    """A multipart upload; a PDF by default, so any byte may follow ``%PDF-`` (SEC-6)."""
     return client.post(
         FILE.path,
         data={"message": message},
-        files={"file": (name, content, "text/plain")},
+        files={"file": (name, content, content_type)},
         timeout=30.0,
     )
 
@@ -131,11 +138,13 @@ def test_gw_file_1_upload_reaches_the_service_byte_for_byte(
 ) -> None:
     token = fake_service.behave(times=1)  # default answer: name, size and sha256 of the file
     # Every byte value, CRLFs and a boundary look-alike: re-encoding must not touch them.
-    content = bytes(range(256)) * 64 + b"\r\n--boundary\r\n\r\n\x00\xff" + "ünï".encode()
+    content = (
+        b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\r\n--boundary\r\n\r\n\x00\xff" + "ünï".encode()
+    )
     message = f"what is in it? {token}"
     response = upload(alice_client, content, message)
     assert response.status_code == 200, response.text
-    assert response.json()["reply"] == expected_reply("notes.txt", content, message)
+    assert response.json()["reply"] == expected_reply("notes.pdf", content, message)
     assert_no_leak(response, secret)
 
     record = one_request(fake_service, token)
@@ -143,7 +152,7 @@ def test_gw_file_1_upload_reaches_the_service_byte_for_byte(
     assert record["path"] == "/chatbot/file/"
     content_type = only_value(record, "content-type")
     assert content_type.startswith("multipart/form-data"), content_type
-    assert re.search(r"(?i)content-type:\s*text/plain", record["body"]), (
+    assert re.search(r"(?i)content-type:\s*application/pdf", record["body"]), (
         "the file part lost its content type"
     )
 
@@ -153,12 +162,12 @@ def test_gw_file_1_a_file_of_exactly_10_mib_is_proxied_intact(
     alice_client: httpx.Client, fake_service: FakeControl
 ) -> None:
     token = fake_service.behave(times=1)
-    content = bytes(range(256)) * (10 * MIB // 256)
+    content = b"%PDF-" + (bytes(range(256)) * (10 * MIB // 256))[5:]
     assert len(content) == 10 * MIB
     message = f"big one {token}"
-    response = upload(alice_client, content, message, name="big.txt")
+    response = upload(alice_client, content, message, name="big.pdf")
     assert response.status_code == 200, response.text[:500]
-    assert response.json()["reply"] == expected_reply("big.txt", content, message)
+    assert response.json()["reply"] == expected_reply("big.pdf", content, message)
 
 
 # -- GW-FILE-2 ----------------------------------------------------------------------------------
@@ -167,7 +176,7 @@ def test_gw_file_2_upload_over_10_mib_gets_413_without_contacting_the_service(
     alice_client: httpx.Client, fake_service: FakeControl, secret: str
 ) -> None:
     token = fake_service.behave(reply={"reply": "must not be seen", "usage": {}})
-    content = b"x" * (10 * MIB + 1)
+    content = b"%PDF-" + b"x" * (10 * MIB + 1 - 5)  # a valid type: only its size is wrong
     problem(upload(alice_client, content, f"too big {token}"), 413, secret)
     assert_not_contacted(fake_service)
     # The gateway is still fine afterwards.

@@ -36,6 +36,11 @@ PLACEHOLDERS: dict[str, str] = {
     "pool_timeout": "seconds a gateway request waits for a pooled connection",
     "max_connections": "the gateway's connection pool size towards the service",
     "max_keepalive": "how many idle connections to the service the gateway may keep",
+    "auth_mode": "'secret' (send X-Internal-Secret) or 'hmac' (signed requests, SEC-7/SEC-8)",
+    "max_streams_per_user": "the most streams one user may have open at once at the gateway",
+    "chat_rate": "per-user rate limit of /api/chat/* as N/s, N/m, N/h or N/d",
+    "quiz_rate": "per-user rate limit of /api/quiz/* as N/s, N/m, N/h or N/d",
+    "trusted_proxies": "addresses or CIDR networks whose X-Forwarded-* the gateway believes",
     "username": "a test user's name (create_user only)",
     "password": "a test user's password (create_user only)",
 }

@@ -27,6 +27,7 @@ SERVICE_KNOBS: dict[str, str] = {
     "debug": "0",
     "llm_model": "fake-model",
     "llm_timeout": "3",
+    "auth_mode": "secret",
 }
 GATEWAY_KNOBS: dict[str, str] = {
     "cors_origins": "http://localhost:3000",
@@ -35,6 +36,13 @@ GATEWAY_KNOBS: dict[str, str] = {
     "pool_timeout": "2",
     "max_connections": "20",
     "max_keepalive": "10",
+    "auth_mode": "secret",
+    # Far above what any suite does per user in a run: tests of LIMIT-3/LIMIT-4
+    # start a gateway of their own with tight values.
+    "max_streams_per_user": "1000",
+    "chat_rate": "100000/m",
+    "quiz_rate": "100000/m",
+    "trusted_proxies": "",
 }
 
 
@@ -85,12 +93,28 @@ class Harness:
     def start_fake_llm(self) -> Fake:
         return self._start_fake("fake-llm", "fakes.llm", [])
 
-    def start_fake_service(self, *, keep_alive: float = 5.0, secret: str | None = None) -> Fake:
-        args = ["--keep-alive", str(keep_alive), f"--secret={secret or self.secret}"]
-        return self._start_fake("fake-service", "fakes.service", args)
+    def start_fake_service(
+        self,
+        *,
+        keep_alive: float = 5.0,
+        secret: str | None = None,
+        check_secret: bool = True,
+        port: int | None = None,
+    ) -> Fake:
+        """A fake service; ``port`` fixes where it listens (to come up where a gateway points).
 
-    def _start_fake(self, name: str, module: str, args: list[str]) -> Fake:
-        port = free_port()
+        ``check_secret=False`` starts it without ``--secret``: it then accepts any
+        request, as it must for a gateway that signs instead (SEC-7).
+        """
+        args = ["--keep-alive", str(keep_alive)]
+        if check_secret:
+            args.append(f"--secret={secret or self.secret}")
+        return self._start_fake("fake-service", "fakes.service", args, port=port)
+
+    def _start_fake(
+        self, name: str, module: str, args: list[str], *, port: int | None = None
+    ) -> Fake:
+        port = port or free_port()
         argv = [sys.executable, "-m", module, "--host", LOOPBACK, "--port", str(port), *args]
         process = self._spawn(name, argv, cwd=REPO, env={})
         url = f"http://{LOOPBACK}:{port}"

@@ -30,6 +30,9 @@ class Behaviour(BaseModel):
     retry_after: str | int | None = None
     malformed: bool = False
     hang: bool = False
+    # Sent instead of the answer's own content type (the body is unchanged), e.g.
+    # "text/html" on a JSON answer or "application/json" on a stream.
+    content_type: str | None = Field(default=None, pattern=r"^[\x20-\x7e]{1,200}$")
 
 
 class BehaviourSpec(Behaviour):

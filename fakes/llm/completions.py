@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from fakes.llm.behaviours import Behaviour
 from fakes.llm.errors import openai_error
@@ -78,6 +78,8 @@ class ChatCompletions:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange: Exchange = scope[SCOPE_KEY]
         behaviour = exchange.behaviour
+        if behaviour.content_type is not None:
+            send = _with_content_type(send, behaviour.content_type)
         if behaviour.hang:
             if await exchange.pause(HANG_LIMIT):
                 await openai_error(504, "The fake LLM hung as long as it may.")(
@@ -113,6 +115,21 @@ class ChatCompletions:
             await _stream(exchange, behaviour, reply, completion, usage, send)
         else:
             await _whole(exchange, behaviour, reply, completion, scope, receive, send)
+
+
+def _with_content_type(send: Send, content_type: str) -> Send:
+    """`send`, but the response start carries `content_type` instead of its own."""
+    value = content_type.encode("latin-1")
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (k, v) for k, v in message.get("headers", []) if k.lower() != b"content-type"
+            ]
+            message = {**message, "headers": [*headers, (b"content-type", value)]}
+        await send(message)
+
+    return sending
 
 
 async def _malformed(send: Send, streaming: bool) -> None:

@@ -22,6 +22,9 @@ Default answers:
 Behaviour fields (all optional except ``match``; ``times`` limits the uses). The first
 that applies wins, in this order, after ``delay`` (seconds before answering):
 
+- ``close``: the connection is closed at once, before any byte of an answer (a
+  server that died between reading the request and answering). Needs the server of
+  ``fakes.service.server`` (its protocol hands the app the transport's ``abort``).
 - ``hang``: no answer until the client leaves (recorded as aborted), a reset, or 300 s
   (then 504).
 - ``malformed``: ``status`` (200) with ``application/json`` and a body that is not JSON.

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from fakes.service import control
 from fakes.service.auth import secret_problem
 from fakes.service.behaviours import Behaviour, BehaviourRegistry
-from fakes.service.connections import ConnectionCounter
+from fakes.service.connections import ABORT_EXTENSION, ConnectionCounter
 from fakes.service.holds import Holds
 from fakes.service.recorder import Recorder, RequestRecord
 from fakes.service.responses import (
@@ -31,7 +31,7 @@ from fakes.service.responses import (
     send_problem,
 )
 from fakes.service.routes import ROUTES, Route, json_object, prompt_text, text_of, usage
-from fakes.service.streaming import send_stream
+from fakes.service.streaming import StreamCut, send_stream
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_RECEIVES = 1_000_000
@@ -153,7 +153,12 @@ class FakeService:
         status = plan.status
         if plan.delay:
             await asyncio.sleep(plan.delay)
-        if plan.hang:
+        if plan.close:
+            abort = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
+            if abort is None:  # not under the counting protocol: the closest we can do
+                raise StreamCut("close before headers")
+            abort()
+        elif plan.hang:
             await self.state.holds.hang()
             await send_problem(send, 504, "fake service hang ended by a reset or its limit", extra)
         elif plan.malformed:

@@ -46,6 +46,7 @@ class Behaviour:
     content_type: str | None = None
     reply: dict[str, Any] | None = None
     delay: float = 0.0
+    close: bool = False
     hang: bool = False
     malformed: bool = False
     headers: tuple[tuple[str, str], ...] = ()
@@ -155,6 +156,7 @@ _FIELDS: dict[str, Any] = {
     "content_type": _content_type,
     "reply": _reply,
     "delay": lambda v: _float("delay", v, MAX_DELAY),
+    "close": lambda v: _bool("close", v),
     "hang": lambda v: _bool("hang", v),
     "malformed": lambda v: _bool("malformed", v),
     "headers": _headers,

@@ -17,6 +17,10 @@ except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
     from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol  # type: ignore[assignment]
 
 
+#: Scope extension holding ``{"abort": callable}``: drops the TCP connection at once.
+ABORT_EXTENSION = "fakes.abort"
+
+
 @dataclass
 class ConnectionCounter:
     """``accepted`` since the last reset; ``open`` right now (never reset)."""
@@ -44,6 +48,12 @@ def counting_protocol(counter: ConnectionCounter) -> type[asyncio.Protocol]:
     counter.tracked = True
 
     class CountingProtocol(_BaseProtocol):
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            # ASGI cannot close a connection without answering; the ``close``
+            # behaviour needs to (a server that dies before its headers).
+            self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.transport.abort}}  # type: ignore[typeddict-unknown-key]
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             counter.opened()
             super().connection_made(transport)

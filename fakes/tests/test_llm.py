@@ -416,3 +416,21 @@ def test_cli_prints_its_url() -> None:
         finally:
             process.terminate()
             process.wait(START_TIMEOUT)
+
+
+def test_content_type_replaces_the_answers_own(client: httpx.Client) -> None:
+    match = token()
+    behave(client, match, content_type="text/html")
+    response = client.post("/v1/chat/completions", json=chat(match))
+    assert response.status_code == 200
+    assert response.headers.get_list("content-type") == ["text/html"]
+    assert response.json()["object"] == "chat.completion"  # the body is unchanged
+    streamed, lines = read_stream(client, chat(match, stream=True))
+    assert streamed.headers.get_list("content-type") == ["text/html"]
+    assert lines[-1] == "[DONE]"
+    behave(client, match, status=503, content_type="text/plain")
+    failed = client.post("/v1/chat/completions", json=chat(match))
+    assert failed.status_code == 503
+    assert failed.headers["content-type"] == "text/plain"
+    refused = client.post("/_control/behaviours", json={"match": match, "content_type": "é\n"})
+    assert refused.status_code >= 400

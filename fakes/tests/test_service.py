@@ -655,3 +655,13 @@ def test_command_line_prints_url_and_applies_keep_alive() -> None:
         finally:
             process.terminate()
             process.wait(STARTUP_TIMEOUT)
+
+
+@pytest.mark.parametrize("path", ["/chatbot/", "/chatbot/stream/"])
+def test_close_drops_the_connection_before_headers(control: httpx.Client, path: str) -> None:
+    match = behave(control, close=True)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        control.post(path, json={"message": match})
+    record = only_record(control, match)
+    assert record["bytes_sent"] == 0
+    assert record["completed"] is False

@@ -156,6 +156,28 @@ GATEWAY_SESSION_CACHE_SIZE = env_int("GATEWAY_SESSION_CACHE_SIZE", 10_000)
 # collect young garbage in larger batches (apps/core/gc_tuning.py).
 GATEWAY_GC_TUNING = env_bool("GATEWAY_GC_TUNING", True)
 
+# Limits per user (LIMIT-3, LIMIT-4). Rates are "N/s", "N/m", "N/h" or "N/d";
+# the counters live in Django's cache (CACHES), so a shared cache (Redis)
+# makes them hold across workers; the default in-process cache is per worker.
+GATEWAY_MAX_STREAMS_PER_USER = env_int("GATEWAY_MAX_STREAMS_PER_USER", 4, minimum=1)
+GATEWAY_RATE_LIMIT_CHAT = env_str("GATEWAY_RATE_LIMIT_CHAT", "60/m")
+GATEWAY_RATE_LIMIT_QUIZ = env_str("GATEWAY_RATE_LIMIT_QUIZ", "10/m")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "lamla-gateway",
+    }
+}
+
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (SEC-4):
+# addresses or CIDR networks, comma-separated. Empty: trust no one.
+GATEWAY_TRUSTED_PROXIES = env_list("GATEWAY_TRUSTED_PROXIES", "")
+
+# How the gateway proves itself to the service: "secret" sends X-Internal-Secret
+# (the default); "hmac" signs each request with it instead (SEC-7), and the
+# secret never travels. The service must be set to the same mode.
+FASTAPI_AUTH_MODE = env_choice("FASTAPI_AUTH_MODE", "secret", ("secret", "hmac"))
+
 # Console logging at INFO. Nothing here formats request objects, headers or
 # cookies; the proxy never logs the secret.
 LOGGING = {

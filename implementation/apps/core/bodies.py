@@ -1,9 +1,10 @@
 """Reading request bodies before they are forwarded.
 
 JSON bodies are checked (content type, size, a JSON object) and then
-forwarded byte for byte. Uploads are measured, never rebuilt: the raw
-multipart body goes to the service with its own Content-Type (boundary
-included), streamed in chunks from a spool.
+forwarded byte for byte. Uploads are measured, checked and written out again
+part by part (apps/core/uploads.py: safe filenames, file bytes that match their
+declared type) to a spool, then streamed to the service in chunks under the
+same Content-Type (boundary included); the file bytes themselves are never changed.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser
 
 from apps.core.problems import ProblemError
+from apps.core.uploads import UploadRewriter
 
 CHUNK_SIZE = 64 * 1024
 JSON = "application/json"
@@ -53,9 +53,10 @@ async def read_upload(request: HttpRequest) -> tuple[AsyncIterator[bytes], int, 
     Refused before anything is sent upstream: 415 unless multipart/form-data,
     413 when one part (the file) exceeds MAX_UPLOAD_SIZE or the whole body
     exceeds it plus MULTIPART_OVERHEAD (checked on Content-Length first, then
-    by counting, so a body without Content-Length is bounded too), 400 when
-    the body is not multipart at all. The bytes are copied to a spool as they
-    are checked and forwarded from there unchanged.
+    by counting, so a body without Content-Length is bounded too), 415 when
+    a file's bytes do not match its declared type, 400 when the body is not
+    a complete multipart body. The checked body is spooled and forwarded from
+    there.
     """
     if request.content_type != MULTIPART or not request.content_params.get("boundary"):
         raise ProblemError(415, "Send the upload as multipart/form-data.")
@@ -70,51 +71,27 @@ async def read_upload(request: HttpRequest) -> tuple[AsyncIterator[bytes], int, 
 
 
 def _spool_checked(request: HttpRequest) -> tuple[IO[bytes], int]:
-    guard = _PartSizeGuard(request.content_params["boundary"], settings.MAX_UPLOAD_SIZE)
     limit = _body_limit()
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (closed by _chunks)
-    size = 0
     try:
+        rewriter = UploadRewriter(
+            request.content_params["boundary"],
+            spool,
+            max_part=settings.MAX_UPLOAD_SIZE,
+            too_large=_too_large,
+        )
+        size = 0
         while chunk := request.read(CHUNK_SIZE):
             size += len(chunk)
             if size > limit:
                 raise ProblemError(413, _too_large())
-            guard.write(chunk)
-            spool.write(chunk)
+            rewriter.write(chunk)
+        rewriter.close()
     except BaseException:
         spool.close()
         raise
     spool.seek(0)
-    return spool, size
-
-
-class _PartSizeGuard:
-    """Measures each part of a multipart stream (python-multipart, as the service uses)."""
-
-    def __init__(self, boundary: str, max_part: int) -> None:
-        self._max_part = max_part
-        self._part = 0
-        try:
-            self._parser = MultipartParser(
-                boundary.encode("latin-1"),
-                callbacks={"on_part_begin": self._begin, "on_part_data": self._data},
-            )
-        except (FormParserError, UnicodeError):
-            raise ProblemError(400, "The multipart boundary is not valid.") from None
-
-    def _begin(self) -> None:
-        self._part = 0
-
-    def _data(self, data: bytes, start: int, end: int) -> None:
-        self._part += end - start
-
-    def write(self, chunk: bytes) -> None:
-        try:
-            self._parser.write(chunk)
-        except (FormParserError, UnicodeError):
-            raise ProblemError(400, "The upload is not a valid multipart body.") from None
-        if self._part > self._max_part:
-            raise ProblemError(413, _too_large())
+    return spool, rewriter.size
 
 
 async def _chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.core.limits import RATE_BUCKETS, parse_rate
+
 TAG = "lamla"
 SERVICE_KEEPALIVE_TIMEOUT = 5.0  # uvicorn's default --timeout-keep-alive
 
@@ -54,9 +56,21 @@ def check_client_settings(app_configs: Any = None, **kwargs: Any) -> list[checks
     return messages
 
 
+def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Each GATEWAY_RATE_LIMIT_* setting must parse, or the gateway does not start."""
+    messages: list[checks.CheckMessage] = []
+    for _, _, setting in RATE_BUCKETS:
+        try:
+            parse_rate(getattr(settings, setting))
+        except (TypeError, ValueError) as exc:
+            messages.append(checks.Error(f"{setting}: {exc}", id="lamla.E003"))
+    return messages
+
+
 def register() -> None:
     checks.register(check_fastapi_secret, TAG)
     checks.register(check_client_settings, TAG)
+    checks.register(check_rate_limits, TAG)
 
 
 def raise_for_errors() -> None:

@@ -16,9 +16,11 @@ with Django's own code for every decision:
   ``process_request``/``process_view``), then ``read_json_object``;
 - the session is checked as ``django.contrib.auth.get_user`` checks it, with
   a short per-process cache (apps/core/session_users.py);
-- the request goes through the same ``forward()`` as the views, and the
-  response half of the configured middleware (Vary, CORS, security headers,
-  X-Request-ID, Content-Length) is applied to the response it returns.
+- the request goes through the same ``forward()`` as the views (which also
+  applies the user's rate limit and stream slots, apps/core/limits.py, with
+  the in-process cache called without a thread hop), and the response half
+  of the configured middleware (Vary, CORS, security headers, X-Request-ID,
+  Content-Length) is applied to the response it returns, a 429 included.
 
 Whenever any of that would not simply let the request through (anonymous,
 bad CSRF, wrong content type, invalid or too large JSON, disallowed host...)

@@ -41,6 +41,7 @@ DOWNSTREAM_ALLOWED = frozenset(
 SECRET_HEADER = "X-Internal-Secret"  # noqa: S105 (a header name)
 USER_ID_HEADER = "X-User-Id"
 REQUEST_ID_HEADER = "X-Request-ID"
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
 USER_AGENT = "lamla-gateway"
 
 
@@ -79,11 +80,15 @@ def upstream_request_headers(
     user_id: object,
     request_id: str,
     content_type: str | None,
+    client_address: str | None = None,
 ) -> list[tuple[str, str]]:
     """Headers for the service: the allow-listed client ones plus the gateway's own.
 
     ``Accept-Encoding: identity`` keeps the relayed bytes identical to what the
-    service wrote (no decode/re-encode on loopback).
+    service wrote (no decode/re-encode on loopback). ``X-Forwarded-For`` is the
+    client address the gateway determined (``REMOTE_ADDR``: the peer, or behind
+    a trusted proxy the address it vouches for, apps/core/forwarded.py), never
+    the client's own claim (SEC-4).
     """
     headers = [
         (name.lower(), value)
@@ -99,6 +104,8 @@ def upstream_request_headers(
         (SECRET_HEADER.lower(), secret),
         (USER_ID_HEADER.lower(), str(user_id)),
     ]
+    if client_address:
+        headers.append((FORWARDED_FOR_HEADER.lower(), client_address))
     return headers
 
 

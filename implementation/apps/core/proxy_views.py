@@ -5,7 +5,8 @@ One request to the service over the process's pooled client
 or relayed chunk by chunk as an async iterator, never buffered whole.
 ``forward()`` is the one core: the Django views call it through ``proxy()``
 (which asks Django's session for the user) and the ASGI fast path
-(apps/core/fastpath.py) calls it directly with the user it verified.
+(apps/core/fastpath.py) calls it directly with the user it verified, so the
+per-user limits it checks first (apps/core/limits.py) hold on both paths.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from apps.core.failures import (
     upstream_error,
 )
 from apps.core.headers import downstream_response_headers, upstream_request_headers
+from apps.core.limits import admit
 from apps.core.problems import problem_json_bytes
 from apps.core.request_id import get_request_id
 from apps.core.sse import EventBoundaryBuffer
@@ -103,10 +105,44 @@ async def forward(
 ) -> HttpResponseBase:
     """POST ``body`` to the service as ``user_id``; the browser's answer.
 
-    Errors come back as problem responses (apps/core/failures.py); a stream
-    comes back as an ``EventStreamResponse`` whose relay owns the upstream
-    response from then on.
+    The user's rate limit and stream slots are checked first (a 429 never
+    reaches the service). Errors come back as problem responses
+    (apps/core/failures.py); a stream comes back as an ``EventStreamResponse``
+    whose relay owns the upstream response, and the stream slot, from then on.
     """
+    refusal, slot = await admit(request, user_id, stream=stream)
+    if refusal is not None:
+        return refusal
+    handed_off = False
+    try:
+        response, handed_off = await _exchange(
+            request,
+            upstream_path,
+            user_id=user_id,
+            body=body,
+            content_type=content_type,
+            stream=stream,
+            content_length=content_length,
+            on_close=None if slot is None else slot.release,
+        )
+        return response
+    finally:
+        if slot is not None and not handed_off:
+            slot.release()
+
+
+async def _exchange(
+    request: HttpRequest,
+    upstream_path: str,
+    *,
+    user_id: object,
+    body: RequestBody,
+    content_type: str,
+    stream: bool,
+    content_length: int | None,
+    on_close: Callable[[], None] | None,
+) -> tuple[HttpResponseBase, bool]:
+    """(the browser's answer, whether a relay took over the upstream response)."""
     request_id = get_request_id(request)
     headers = upstream_request_headers(
         request.headers.items(),
@@ -114,6 +150,7 @@ async def forward(
         user_id=user_id,
         request_id=request_id,
         content_type=content_type,
+        client_address=request.META.get("REMOTE_ADDR"),
     )
     if content_length is not None:
         # Forward a streamed body with its length rather than chunked.
@@ -125,24 +162,28 @@ async def forward(
     try:
         upstream = await client.send(outgoing, stream=True)
     except httpx.HTTPError as exc:
-        return transport_failure(exc, path=upstream_path, request_id=request_id)
+        return transport_failure(exc, path=upstream_path, request_id=request_id), False
 
     handed_off = False
     try:
         if not upstream.is_success:
             error_body = await _read_error_body(upstream)
-            return upstream_error(upstream, error_body, path=upstream_path, request_id=request_id)
+            answer = upstream_error(upstream, error_body, path=upstream_path, request_id=request_id)
+            return answer, False
         if stream:
             if not is_event_stream(upstream):
-                return bad_upstream_answer(
+                answer = bad_upstream_answer(
                     path=upstream_path,
                     request_id=request_id,
                     reason="answer is not an event stream",
                 )
-            relay = await open_relay(upstream, path=upstream_path, request_id=request_id)
+                return answer, False
+            relay = await open_relay(
+                upstream, path=upstream_path, request_id=request_id, on_close=on_close
+            )
             handed_off = True  # from here on the relay closes the upstream response
-            return _streaming_response(upstream, relay)
-        return await _json_response(upstream, path=upstream_path, request_id=request_id)
+            return _streaming_response(upstream, relay), True
+        return await _json_response(upstream, path=upstream_path, request_id=request_id), False
     finally:
         if not handed_off:
             await upstream.aclose()
@@ -165,6 +206,8 @@ def json_answer(
     """
     if content is None:
         return bad_upstream_answer(path=path, request_id=request_id, reason="answer too large")
+    if not is_json(upstream):  # FAULT-4: JSON under another label is not a JSON answer
+        return bad_upstream_answer(path=path, request_id=request_id, reason="answer is not JSON")
     try:
         json.loads(content)
     except (ValueError, RecursionError):
@@ -173,6 +216,14 @@ def json_answer(
     for name, value in downstream_response_headers(upstream.headers.multi_items()):
         response[name] = value
     return response
+
+
+def is_json(upstream: httpx.Response) -> bool:
+    """``application/json`` or a ``+json`` type (``application/problem+json``)."""
+    media_type = upstream.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def is_event_stream(upstream: httpx.Response) -> bool:
@@ -228,7 +279,11 @@ async def _read_error_body(upstream: httpx.Response) -> bytes | None:
 
 
 async def open_relay(
-    upstream: httpx.Response, *, path: str = "", request_id: str = ""
+    upstream: httpx.Response,
+    *,
+    path: str = "",
+    request_id: str = "",
+    on_close: Callable[[], None] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Start the relay of ``upstream``'s body and return it.
 
@@ -237,15 +292,20 @@ async def open_relay(
     client that disconnects while middleware runs) gets the upstream response
     closed: asyncio's async-generator finalizer calls ``aclose()`` on a
     started generator that is garbage collected. A generator that never
-    started would hold its pooled connection forever.
+    started would hold its pooled connection forever. ``on_close`` runs
+    once the upstream response is closed (it gives back the stream slot).
     """
-    relay = _relay(upstream, path=path, request_id=request_id)
+    relay = _relay(upstream, path=path, request_id=request_id, on_close=on_close)
     await anext(relay)
     return relay
 
 
 async def _relay(
-    upstream: httpx.Response, *, path: str, request_id: str
+    upstream: httpx.Response,
+    *,
+    path: str,
+    request_id: str,
+    on_close: Callable[[], None] | None,
 ) -> AsyncGenerator[bytes, None]:
     buffer = EventBoundaryBuffer()
     try:
@@ -273,7 +333,11 @@ async def _relay(
     finally:
         # Runs on normal end, on failure, on client disconnect (CancelledError
         # or GeneratorExit) and on garbage collection: the connection is freed.
-        await upstream.aclose()
+        try:
+            await upstream.aclose()
+        finally:
+            if on_close is not None:
+                on_close()
 
 
 def stream_failure(exc: httpx.HTTPError) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")
-_TERMINAL_LINE = re.compile(rb"event: ?(?:done|error)\r?(?:\n|\Z)")
+_TERMINAL_LINE = re.compile(rb"event: ?(?:done|error)(?:\r\n?|\n|\Z)")
 MAX_PENDING = 64 * 1024
 _NEWLINE_WALK = 64
 
@@ -71,13 +71,16 @@ class EventBoundaryBuffer:
 def has_terminal_event(data: bytes) -> bool:
     """Whether ``data`` holds a line ``event: done`` or ``event: error``.
 
-    Such a line starts ``data`` or follows a ``\\n``. Newlines are found with
-    ``memchr`` (``bytes.find`` of one byte), which skips a bulk event's
-    payload at memory speed; past ``_NEWLINE_WALK`` newlines (many small
-    events) one regex search with a literal prefix takes over, which also
-    runs in C. ``re.search(rb"(?m)^event: ...")`` would try every position:
-    a tenth of the direct throughput on bulk streams.
+    Such a line starts ``data`` or follows a line end. With ``\\n`` line ends,
+    newlines are found with ``memchr`` (``bytes.find`` of one byte), which
+    skips a bulk event's payload at memory speed; past ``_NEWLINE_WALK``
+    newlines (many small events), or when bare ``\\r`` line ends may occur,
+    one regex search with a literal prefix takes over, which also runs in C.
+    ``re.search(rb"(?m)^event: ...")`` would try every position: a tenth of
+    the direct throughput on bulk streams.
     """
+    if b"\r" in data:  # a memchr; CR line ends are rare
+        return _terminal_line_after(data, 0)
     at = 0
     for _ in range(_NEWLINE_WALK):
         if data.startswith(b"event:", at) and _TERMINAL_LINE.match(data, at):
@@ -86,10 +89,15 @@ def has_terminal_event(data: bytes) -> bool:
         if newline < 0:
             return False
         at = newline + 1
+    return _terminal_line_after(data, at)
+
+
+def _terminal_line_after(data: bytes, at: int) -> bool:
+    """A terminal event line starting at ``at`` or later (``at`` is a line start)."""
     match = _TERMINAL_LINE.search(data, at)
     while match is not None:
         start = match.start()
-        if data[start - 1] == 0x0A:  # "^" of a multi-line pattern: after "\n"
+        if start == at or data[start - 1] in b"\r\n":  # "^": at a line start
             return True
         match = _TERMINAL_LINE.search(data, start + 1)
     return False

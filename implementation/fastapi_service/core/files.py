@@ -1,8 +1,9 @@
 """Turn an uploaded file into text for the LLM, or refuse it with the right status.
 
 Accepted: UTF-8 plain text and Markdown, and PDF (text extracted with pypdf).
-Too large -> 413, any other type (or non-UTF-8 text, or a "PDF" that is not one)
--> 415, a PDF pypdf cannot read -> 422. The upload is read in chunks and reading
+Too large -> 413; any other type, text that is not UTF-8 or holds NUL bytes, or
+a "PDF" that does not start with %PDF- -> 415 (SEC-6); a PDF pypdf cannot read
+-> 422: all before the LLM is called. The upload is read in chunks and reading
 stops at the limit, so no more than `MAX_FILE_BYTES` (+1 chunk) is ever held.
 """
 
@@ -23,6 +24,8 @@ MULTIPART_OVERHEAD = 64 * 1024
 MAX_UPLOAD_BODY = MAX_FILE_BYTES + MULTIPART_OVERHEAD
 CHUNK = 64 * 1024
 MAX_NAME = 200
+# Control, format, surrogate, private-use, unassigned; line and paragraph separators.
+UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
 PDF_TYPE = "application/pdf"
@@ -68,6 +71,8 @@ async def extract_text(upload: UploadFile) -> str:
     kind = file_kind(upload)
     data = await read_limited(upload)
     if kind == "text":
+        if b"\x00" in data:  # UTF-8, but binary all the same (SEC-6)
+            raise HTTPException(415, "Text files must not contain NUL bytes.")
         try:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -95,7 +100,13 @@ def _pdf_text(data: bytes) -> str:
 
 
 def safe_name(filename: str | None) -> str:
-    """A display name for the prompt: no directories, no control characters, bounded."""
-    name = PureWindowsPath(PurePosixPath(filename or "").name).name
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    return name[:MAX_NAME] or "upload"
+    """A display name for the prompt: no directories, no control characters, bounded.
+
+    Control characters go first, so none can hide a separator; a name of dots
+    only (``..``) is a directory reference and becomes ``upload`` (SEC-5).
+    """
+    name = "".join(ch for ch in filename or "" if unicodedata.category(ch) not in UNSAFE)
+    name = PureWindowsPath(PurePosixPath(name).name).name.strip()
+    if not name.strip("."):
+        return "upload"
+    return name[:MAX_NAME]

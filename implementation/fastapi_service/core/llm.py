@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +168,7 @@ class LLMClient:
         except httpx.HTTPError as exc:
             raise _map_transport_error(exc) from exc
         _raise_for_status(response)
+        _require_content_type(response, _is_json, "JSON")
         try:
             body = response.json()
             content = body["choices"][0]["message"]["content"]
@@ -193,6 +194,7 @@ class LLMClient:
             ) as response:
                 if response.status_code >= 300:
                     _raise_for_status(response)
+                _require_content_type(response, _is_event_stream, "an event stream")
                 usage = Usage()
                 async for item in _parse_sse(response):
                     if isinstance(item, Usage):
@@ -254,6 +256,31 @@ def _raise_for_status(response: httpx.Response) -> None:
     if status >= 500:
         raise LLMUnavailable(f"The LLM failed with status {status}.")
     raise LLMUnavailable(f"The LLM refused the request with status {status}.")
+
+
+def _media_type(response: httpx.Response) -> str:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _is_event_stream(media_type: str) -> bool:
+    return media_type == "text/event-stream"
+
+
+def _require_content_type(
+    response: httpx.Response, accepts: Callable[[str], bool], what: str
+) -> None:
+    """Refuse an answer of another type (a proxy's HTML page, a JSON body for a stream).
+
+    Parsing it anyway would turn a broken LLM into a "successful" empty or garbled
+    answer; the caller gets 502 instead (SVC-LLM-1, FAULT-6).
+    """
+    if not accepts(_media_type(response)):
+        # The LLM's own value is not quoted: it is untrusted text.
+        raise LLMUnavailable(f"The LLM answered with an unexpected content type, not {what}.")
 
 
 def _retry_after(value: str | None) -> str:

@@ -39,6 +39,10 @@ os.environ.update(
         "FASTAPI_SECRET": SECRET,
         # The test process is not a worker: keep its garbage collector as it is.
         "GATEWAY_GC_TUNING": "0",
+        # Far above what these tests send per user; test_limits.py sets its own.
+        "GATEWAY_RATE_LIMIT_CHAT": "100000/m",
+        "GATEWAY_RATE_LIMIT_QUIZ": "100000/m",
+        "GATEWAY_MAX_STREAMS_PER_USER": "1000",
     }
 )
 for _name in (

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
+from apps.core import limits
 from apps.core.fastpath import FastPath
 from apps.core.session_users import SessionUsers
 from lamla.asgi import django_application
@@ -38,6 +39,14 @@ def login(user) -> Browser:
     client = Client()
     client.force_login(user)
     return Browser(client.cookies[settings.SESSION_COOKIE_NAME].value)
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits() -> Iterator[None]:
+    """Many requests as alice: no test may run into a rate limit left by another."""
+    limits.rate_limiter().cache.clear()
+    yield
+    limits.rate_limiter().cache.clear()
 
 
 @pytest.fixture

@@ -176,3 +176,21 @@ def test_property_downstream_headers_stay_in_the_allow_list(
             "content-language",
         }
         assert name not in connection_named
+
+
+def test_upstream_forwarded_for_is_the_address_the_gateway_determined() -> None:
+    headers = upstream_request_headers(
+        [("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=203.0.113.9")],
+        secret=SECRET,
+        user_id=42,
+        request_id="rid-1",
+        content_type=None,
+        client_address="198.51.100.4",
+    )
+    assert [value for name, value in headers if name == "x-forwarded-for"] == ["198.51.100.4"]
+    assert "forwarded" not in names(headers)
+
+
+def test_upstream_forwarded_for_is_absent_without_a_client_address() -> None:
+    headers = upstream([("X-Forwarded-For", "203.0.113.9")])
+    assert "x-forwarded-for" not in names(headers)

@@ -61,8 +61,10 @@ async def test_chat_forwards_the_body_unchanged_with_the_gateways_headers(
     assert sent.headers.get_list("x-internal-secret") == [SECRET]
     assert sent.headers.get_list("x-user-id") == [str(alice.pk)]
     assert sent.headers["x-request-id"] == "rid-7"
-    for name in ("cookie", "authorization", "x-forwarded-for"):
+    for name in ("cookie", "authorization"):
         assert name not in sent.headers
+    # The gateway's own, from the connection: never the client's (SEC-4).
+    assert sent.headers.get_list("x-forwarded-for") == ["127.0.0.1"]
 
 
 async def test_stream_is_relayed_as_event_stream(alice_client, service) -> None:
@@ -270,8 +272,9 @@ def multipart(content: bytes, boundary: str = "b0undary-xyz") -> tuple[bytes, st
             'Content-Disposition: form-data; name="message"\r\n\r\n'
             "what is this?\r\n"
             f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="a.txt"\r\n'
-            "Content-Type: text/plain\r\n\r\n"
+            'Content-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+            # A type the gateway does not sniff (SEC-6): the service decides about it.
+            "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()
         + content
         + f"\r\n--{boundary}--\r\n".encode()

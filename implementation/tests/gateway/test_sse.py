@@ -197,7 +197,18 @@ async def test_relay_dropped_before_iteration_still_closes_upstream() -> None:
     assert stream.closed, "an unstarted relay left its upstream response (and connection) open"
 
 
-_TERMINAL_REGEX = re.compile(rb"(?m)^event: ?(?:done|error)\r?$")
+_TERMINAL_LINES = {b"event: done", b"event:done", b"event: error", b"event:error"}
+
+
+class _TerminalReference:
+    """The definition: some line (CRLF, CR or LF ends) is a terminal event line."""
+
+    @staticmethod
+    def search(data: bytes) -> bool:
+        return any(line in _TERMINAL_LINES for line in re.split(rb"\r\n|\r|\n", data))
+
+
+_TERMINAL_REGEX = _TerminalReference
 _pieces = st.sampled_from(
     [
         b"event:",
@@ -229,6 +240,12 @@ _many_lines = st.lists(_pieces, min_size=_NEWLINE_WALK, max_size=6 * _NEWLINE_WA
 def test_property_terminal_events_past_the_newline_walk(parts: list[bytes]) -> None:
     data = b"\n" * _NEWLINE_WALK + b"".join(parts)
     assert has_terminal_event(data) is bool(_TERMINAL_REGEX.search(data)), data
+
+
+def test_a_done_event_with_bare_cr_line_ends_finishes_the_stream() -> None:
+    buffer = EventBoundaryBuffer()
+    buffer.feed(b'event: token\rdata: {"text":"a"}\r\revent: done\rdata: {"text": ""}\r\r')
+    assert buffer.finished
 
 
 @given(st.one_of(st.lists(_pieces, max_size=14), _many_lines), st.integers(0, 40))

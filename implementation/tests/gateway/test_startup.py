@@ -101,13 +101,26 @@ async def _not_http(scope, receive, send) -> None:
 
 
 def test_the_asgi_application_is_the_lifespan_wrapper() -> None:
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from apps.core.body_limits import BodyLimit
+    from apps.core.edge import EdgeHeaders
     from apps.core.fastpath import FastPath
     from lamla.asgi import application, django_application
 
     assert isinstance(application, LifespanApp)
-    assert isinstance(application.app, FastPath)  # GATEWAY_FAST_PATH is on by default
-    assert application.app.app is django_application
-    assert application.app.plan is not None, "the configured middleware turned the fast path off"
+    # Outside in: trusted-proxy rewrite, edge headers, body guard, fast path, Django.
+    proxy_headers = application.app
+    assert isinstance(proxy_headers, ProxyHeadersMiddleware)
+    assert proxy_headers.trusted_hosts.always_trust is False  # nobody by default (SEC-4)
+    edge_headers = proxy_headers.app
+    assert isinstance(edge_headers, EdgeHeaders)
+    guard = edge_headers.app
+    assert isinstance(guard, BodyLimit)
+    fast = guard.app
+    assert isinstance(fast, FastPath)  # GATEWAY_FAST_PATH is on by default
+    assert fast.app is django_application
+    assert fast.plan is not None, "the configured middleware turned the fast path off"
     driver = LifespanDriver("lifespan.startup", "lifespan.shutdown")
     asyncio.run(application({"type": "lifespan"}, driver.receive, driver.send))
     assert [m["type"] for m in driver.sent] == [

@@ -107,6 +107,10 @@ async def test_unreadable_pdf_is_422(client: httpx.AsyncClient, llm: respx.MockR
         ("blob.bin", b"\x00\x01", "application/octet-stream"),
         ("latin1.txt", "café".encode("latin-1"), "text/plain"),
         ("fake.pdf", b"not a pdf", "application/pdf"),
+        ("nul.txt", b"text\x00with a NUL", "text/plain"),
+        ("nul.md", b"# \x00", "text/markdown"),
+        ("short.pdf", b"%PD", "application/pdf"),
+        ("named.pdf", b"GIF89a", "application/octet-stream"),
     ],
 )
 async def test_other_types_are_415(
@@ -195,6 +199,10 @@ async def test_message_is_required(client: httpx.AsyncClient, llm: respx.MockRou
         ("../../etc/passwd", "passwd"),
         ("C:\\Users\\me\\doc.md", "doc.md"),
         ("evil\nname.txt", "evilname.txt"),
+        ("a\r\nb.txt", "ab.txt"),
+        ("..\\..\\x.txt", "x.txt"),
+        ("..", "upload"),
+        ("...", "upload"),
         ("", "upload"),
         (None, "upload"),
     ],

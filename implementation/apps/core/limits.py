@@ -1,0 +1,214 @@
+"""Per-user limits checked before a request reaches the service (LIMIT-3, LIMIT-4).
+
+Rate limits: ``GATEWAY_RATE_LIMIT_CHAT`` for ``/api/chat/*`` (the three chat
+routes share one bucket) and ``GATEWAY_RATE_LIMIT_QUIZ`` for ``/api/quiz/*``,
+each ``"N/s|m|h|d"``. A *fixed* window: the count of a user's requests in
+the current window (aligned to the Unix epoch, so every worker agrees on it)
+is one atomic ``incr`` of a key in Django's cache, which a shared cache
+(Redis, Memcached) does across workers; ``Retry-After`` is the whole seconds
+until the window ends. Fixed windows may let 2N requests through around a
+boundary; in exchange a check is one cache operation and the answer to
+"when may I retry" is exact.
+
+The cache call must not cost the fast path a thread hop. The async cache API
+of a backend without native async methods (LocMemCache, and Django's Redis
+and Memcached backends in 5.2) is ``sync_to_async`` around the sync one,
+i.e. a thread hop per call. An in-process backend does no I/O, so its sync
+methods are called directly on the event loop; any other backend goes
+through the async API, thread hop included, because its I/O must not block
+the loop.
+
+Stream slots: at most ``GATEWAY_MAX_STREAMS_PER_USER`` open streams per user,
+counted in this worker's memory. A slot is taken before the service is
+contacted and given back when the relay closes (the stream ended, failed,
+or the client left) or when no stream was opened after all. The count is
+per worker on purpose: a counter in a shared cache would keep the slots of
+a worker that died (or of a stream whose release never ran) forever.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import BaseCache, caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpRequest, HttpResponseBase
+
+from apps.core.problems import problem
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"\s*(\d+)\s*/\s*([smhd])\s*")
+#: Backends that keep their data in this process: their sync methods do no I/O.
+IN_PROCESS_CACHES: tuple[type[BaseCache], ...] = (LocMemCache, DummyCache)
+#: Browser path prefix -> (bucket, setting holding its rate).
+RATE_BUCKETS = (
+    ("/api/chat/", "chat", "GATEWAY_RATE_LIMIT_CHAT"),
+    ("/api/quiz/", "quiz", "GATEWAY_RATE_LIMIT_QUIZ"),
+)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` requests per ``period`` seconds."""
+
+    count: int
+    period: int
+
+
+@lru_cache(maxsize=32)
+def parse_rate(text: str) -> Rate:
+    """``"60/m"`` -> Rate(60, 60); ValueError saying what is wrong otherwise."""
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a rate: use N/s, N/m, N/h or N/d (e.g. 60/m)")
+    count = int(match.group(1))
+    if count < 1:
+        raise ValueError(f"{text!r} allows no request at all: N must be at least 1")
+    return Rate(count, PERIODS[match.group(2)])
+
+
+def window(rate: Rate, now: float) -> tuple[int, int]:
+    """(index of the fixed window holding ``now``, whole seconds until it ends, >= 1)."""
+    index = int(now // rate.period)
+    left = (index + 1) * rate.period - now
+    return index, max(1, math.ceil(left))
+
+
+class RateLimiter:
+    """Fixed-window request counters in a Django cache."""
+
+    def __init__(self, cache: BaseCache, *, clock: Any = time.time) -> None:
+        self.cache = cache
+        self.clock = clock
+        self.in_process = isinstance(cache, IN_PROCESS_CACHES)
+
+    async def hit(self, bucket: str, user_id: object, rate: Rate) -> int | None:
+        """Count one request; None if it is allowed, else the seconds until it may retry."""
+        index, left = window(rate, self.clock())
+        key = f"rate:{bucket}:{user_id}:{rate.period}:{index}"
+        ttl = rate.period + 1  # outlives its window a little, then expires by itself
+        if self.in_process:
+            count = self._incr(key, ttl)
+        else:
+            count = await self._aincr(key, ttl)
+        return None if count <= rate.count else left
+
+    def _incr(self, key: str, ttl: int) -> int:
+        try:
+            return self.cache.incr(key)
+        except ValueError:  # the window's first request
+            if self.cache.add(key, 1, ttl):
+                return 1
+            return self.cache.incr(key)  # another request created it meanwhile
+
+    async def _aincr(self, key: str, ttl: int) -> int:
+        try:
+            return await self.cache.aincr(key)
+        except ValueError:
+            if await self.cache.aadd(key, 1, ttl):
+                return 1
+            return await self.cache.aincr(key)
+
+
+class StreamSlots:
+    """How many streams each user has open in this worker."""
+
+    def __init__(self) -> None:
+        self._open: Counter[object] = Counter()
+
+    def acquire(self, user_id: object, limit: int) -> Slot | None:
+        """A slot, or None when the user already has ``limit`` streams open."""
+        if self._open[user_id] >= limit:
+            return None
+        self._open[user_id] += 1
+        return Slot(self, user_id)
+
+    def _release(self, user_id: object) -> None:
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
+
+    def open_streams(self, user_id: object) -> int:
+        return self._open.get(user_id, 0)
+
+
+class Slot:
+    """One open stream; ``release()`` may be called any number of times."""
+
+    __slots__ = ("_slots", "_user_id")
+
+    def __init__(self, slots: StreamSlots, user_id: object) -> None:
+        self._slots: StreamSlots | None = slots
+        self._user_id = user_id
+
+    def release(self) -> None:
+        if self._slots is not None:
+            slots, self._slots = self._slots, None
+            slots._release(self._user_id)
+
+
+stream_slots = StreamSlots()
+_limiter: RateLimiter | None = None
+
+
+def rate_limiter() -> RateLimiter:
+    """The process's limiter over the ``default`` cache.
+
+    ``caches["default"]`` is context-local under ASGI: every request task
+    would build a backend instance of its own. One instance serves the
+    process instead (LocMemCache instances share their storage anyway; the
+    Redis and Memcached backends pool their connections thread-safely).
+    """
+    global _limiter
+    if _limiter is None:
+        _limiter = RateLimiter(caches.create_connection("default"))
+    return _limiter
+
+
+def reset_rate_limiter(**kwargs: Any) -> None:
+    """Forget the limiter (CACHES changed, e.g. in tests)."""
+    global _limiter
+    _limiter = None
+
+
+def rate_bucket(path: str) -> tuple[str, str] | None:
+    """(bucket, rate setting) of a browser path, or None when it is not rate limited."""
+    for prefix, bucket, setting in RATE_BUCKETS:
+        if path.startswith(prefix):
+            return bucket, setting
+    return None
+
+
+async def admit(
+    request: HttpRequest, user_id: object, *, stream: bool
+) -> tuple[HttpResponseBase | None, Slot | None]:
+    """(429 response, None) when a limit refuses the request, else (None, its stream slot).
+
+    The rate is counted first, so a user hammering while at the stream limit
+    uses up their rate too. The caller releases the slot when the stream ends.
+    """
+    found = rate_bucket(request.path_info)
+    if found is not None:
+        bucket, setting = found
+        retry = await rate_limiter().hit(bucket, user_id, parse_rate(getattr(settings, setting)))
+        if retry is not None:
+            return too_many(f"Too many {bucket} requests: try again in {retry} s.", retry), None
+    if not stream:
+        return None, None
+    limit = settings.GATEWAY_MAX_STREAMS_PER_USER
+    slot = stream_slots.acquire(user_id, limit)
+    if slot is None:
+        return too_many(f"You already have {limit} streams open: close one first.", 1), None
+    return None, slot
+
+
+def too_many(detail: str, retry_after: int) -> HttpResponseBase:
+    return problem(429, detail, headers={"Retry-After": str(retry_after)})
