@@ -3,6 +3,7 @@
 from starlette.types import Receive, Scope, Send
 
 from fastapi_service import main
+from fastapi_service.core import middleware
 from fastapi_service.core.middleware import InternalSecretMiddleware
 
 
@@ -14,5 +15,6 @@ class _SkipsStreamRoute(InternalSecretMiddleware):
         await super().__call__(scope, receive, send)
 
 
-main.InternalSecretMiddleware = _SkipsStreamRoute  # type: ignore[misc]
+# install_auth (called by create_app) picks the class from its own module.
+middleware.InternalSecretMiddleware = _SkipsStreamRoute  # type: ignore[misc]
 app = main.create_app()

@@ -1,6 +1,6 @@
 """The ASGI entry point: `uvicorn fastapi_service.main:app`.
 
-Configuration comes from FASTAPI_SECRET, FASTAPI_SECRET_PREVIOUS, FASTAPI_DEBUG,
+Configuration comes from FASTAPI_SECRET, FASTAPI_SECRET_PREVIOUS, FASTAPI_AUTH_MODE, FASTAPI_DEBUG,
 LLM_BASE_URL, LLM_API_KEY, LLM_MODEL and LLM_TIMEOUT (see `core.config`). Host, port
 and workers are uvicorn's command-line flags; FASTAPI_HOST/PORT/WORKERS are not read.
 
@@ -23,7 +23,7 @@ from fastapi_service.core.body_limit import BodyLimitMiddleware
 from fastapi_service.core.config import ConfigError, Settings
 from fastapi_service.core.files import MAX_UPLOAD_BODY
 from fastapi_service.core.llm import LLMClient, build_http_client
-from fastapi_service.core.middleware import InternalSecretMiddleware
+from fastapi_service.core.middleware import install_auth
 from fastapi_service.core.problems import install_problem_handlers
 from fastapi_service.routers import chat, health, quiz
 from fastapi_service.schemas import DoneData, Problem, TokenData, ValidationProblem
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     # Added last = outermost: the secret is checked before any size or body handling.
     app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
-    app.add_middleware(InternalSecretMiddleware, secrets=settings.accepted_secrets)
+    install_auth(app, settings, body_limits=BODY_LIMITS, default_body_limit=DEFAULT_BODY_LIMIT)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)

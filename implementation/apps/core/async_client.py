@@ -18,6 +18,7 @@ from http.cookiejar import Cookie, CookieJar
 import httpx
 from django.conf import settings
 
+from apps.core.signing import SigningAuth
 from apps.core.transport import AiohttpTransport
 
 __all__ = ["NoCookieJar", "aclose_clients", "build_client", "get_client", "service_url"]
@@ -43,6 +44,10 @@ def build_client() -> httpx.AsyncClient:
     FASTAPI_TRANSPORT picks what carries the bytes: "aiohttp" (the default,
     apps/core/transport.py: its cost does not grow with the pool) or
     "httpcore" (httpx's own). HTTP/2 needs httpcore.
+
+    FASTAPI_AUTH_MODE "hmac" installs ``SigningAuth`` (SEC-7): each request is
+    signed and loses its X-Internal-Secret. In "secret" mode there is no auth
+    object at all, so the hot path pays nothing for the option.
     """
     limits = httpx.Limits(
         max_connections=settings.FASTAPI_MAX_CONNECTIONS,
@@ -66,6 +71,7 @@ def build_client() -> httpx.AsyncClient:
         trust_env=False,
         follow_redirects=False,
         cookies=NoCookieJar(),
+        auth=SigningAuth(settings.FASTAPI_SECRET) if settings.FASTAPI_AUTH_MODE == "hmac" else None,
     )
 
 

@@ -18,6 +18,8 @@ DEFAULT_LLM_BASE_URL = "http://127.0.0.1:8100/v1"
 DEFAULT_LLM_MODEL = "fake-model"
 DEFAULT_LLM_TIMEOUT = 60.0
 DEFAULT_PING_INTERVAL = 15.0
+#: How the gateway proves itself: the secret itself, or a signature made with it (SEC-8).
+AUTH_MODES = ("secret", "hmac")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -39,8 +41,14 @@ class Settings:
     llm_model: str = DEFAULT_LLM_MODEL
     llm_timeout: float = DEFAULT_LLM_TIMEOUT
     ping_interval: float = DEFAULT_PING_INTERVAL
+    auth_mode: str = "secret"
 
     def __post_init__(self) -> None:
+        if self.auth_mode not in AUTH_MODES:
+            raise ConfigError(
+                f"FASTAPI_AUTH_MODE must be 'secret' or 'hmac', not {self.auth_mode!r}: "
+                "set FASTAPI_AUTH_MODE to the mode the gateway uses"
+            )
         _check_secret("FASTAPI_SECRET", self.secret, debug=self.debug)
         if self.previous_secret is not None:
             _check_secret("FASTAPI_SECRET_PREVIOUS", self.previous_secret, debug=self.debug)
@@ -58,7 +66,8 @@ class Settings:
         # Secrets must never reach a log line through a repr.
         return (
             f"Settings(debug={self.debug!r}, llm_base_url={self.llm_base_url!r}, "
-            f"llm_model={self.llm_model!r}, llm_timeout={self.llm_timeout!r})"
+            f"llm_model={self.llm_model!r}, llm_timeout={self.llm_timeout!r}, "
+            f"auth_mode={self.auth_mode!r})"
         )
 
     @property
@@ -91,6 +100,7 @@ class Settings:
             llm_api_key=get("LLM_API_KEY") or "",
             llm_model=get("LLM_MODEL") or DEFAULT_LLM_MODEL,
             llm_timeout=_parse_seconds("LLM_TIMEOUT", get("LLM_TIMEOUT"), DEFAULT_LLM_TIMEOUT),
+            auth_mode=(get("FASTAPI_AUTH_MODE") or "secret").strip().lower(),
         )
 
 

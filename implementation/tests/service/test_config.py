@@ -34,6 +34,7 @@ def test_defaults_and_empty_values_mean_unset() -> None:
     assert settings.llm_model == "fake-model"
     assert settings.llm_timeout == 60.0
     assert settings.accepted_secrets == (b"s3cret",)
+    assert settings.auth_mode == "secret"
 
 
 def test_reads_every_variable() -> None:
@@ -96,11 +97,27 @@ def test_refuses_secrets_that_cannot_travel_in_a_header(secret: str) -> None:
         ("LLM_TIMEOUT", "nan"),
         ("LLM_BASE_URL", "ftp://127.0.0.1/v1"),
         ("LLM_BASE_URL", "127.0.0.1:8100"),
+        ("FASTAPI_AUTH_MODE", "hmac-sha1"),
+        ("FASTAPI_AUTH_MODE", "none"),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({"FASTAPI_SECRET": "s", name: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("secret", "secret"), ("hmac", "hmac"), (" HMAC ", "hmac")]
+)
+def test_reads_the_auth_mode(value: str, mode: str) -> None:
+    settings = Settings.from_env({"FASTAPI_SECRET": "s", "FASTAPI_AUTH_MODE": value})
+    assert settings.auth_mode == mode
+
+
+def test_a_bad_auth_mode_names_the_setting_and_the_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings(secret="s", auth_mode="signed")
+    assert str(info.value).startswith("FASTAPI_AUTH_MODE must be 'secret' or 'hmac', not 'signed'")
 
 
 def test_repr_hides_secrets() -> None:
