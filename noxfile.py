@@ -14,7 +14,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "unit", "contract", "selfcheck", "perf"]
+nox.options.sessions = ["lint", "unit", "contract", "selfcheck", "fuzz", "perf"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -77,6 +77,20 @@ def perf(session: nox.Session) -> None:
     """The benchmark: writes reports/perf.{json,md} and plots; asserts only generous bounds."""
     install_groups(session, "implementation", "test", "perf")
     run_pytest(session, "perf_tests", junit="perf")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """schemathesis against the service and the gateway (FUZZ-*): fixed seed, JUnit in reports/."""
+    install_groups(session, "implementation", "test")
+    run_pytest(session, "fuzz_tests", junit="fuzz")
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """60 s of mixed load with faults (SOAK-1): writes reports/soak.{json,md}. Not in `nox`."""
+    install_groups(session, "implementation", "test")
+    run_pytest(session, "soak_tests", junit="soak")
 
 
 @nox.session

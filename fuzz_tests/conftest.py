@@ -1,0 +1,130 @@
+"""Fixtures of the fuzz suite: the system under test, started from the plug file.
+
+The same harness as the contract suites (contract_tests/harness): the fake LLM, the
+implementation's service and a gateway in front of it, all real processes on
+loopback, started once per session and stopped at the end, also when a test fails.
+Options: ``--impl PLUG.toml`` and ``--report-dir DIR`` (fuzz.json, fuzz.md, logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract_tests.harness.client import Session
+from contract_tests.harness.plug import Plug, PlugError, load_plug
+from contract_tests.harness.system import REPO, Fake, Harness, Running, User
+from fuzz_tests.report import FuzzReport
+from fuzz_tests.schemas import CONFIG, CREDENTIALS
+
+DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
+
+
+def _option(group: Any, *args: str, **kwargs: Any) -> None:
+    with contextlib.suppress(ValueError):  # added by another suite's conftest already
+        group.addoption(*args, **kwargs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fuzz", "fuzz suite")
+    _option(
+        group,
+        "--impl",
+        default=str(DEFAULT_PLUG),
+        metavar="PLUG.toml",
+        help="plug file of the implementation under test (default: %(default)s)",
+    )
+    _option(
+        group,
+        "--report-dir",
+        default=str(REPO / "reports"),
+        metavar="DIR",
+        help="where fuzz.json, fuzz.md and the process logs go",
+    )
+
+
+_PLUG = pytest.StashKey[Plug]()
+_REPORT = pytest.StashKey[FuzzReport]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
+    )
+    try:
+        plug = load_plug(config.getoption("--impl"))
+    except PlugError as exc:
+        raise pytest.UsageError(f"plug file: {exc}") from None
+    config.stash[_PLUG] = plug
+    seed = CONFIG.projects.get_default().seed
+    report = FuzzReport(Path(config.getoption("--report-dir")), plug.name, seed)
+    config.stash[_REPORT] = report
+    config.pluginmanager.register(report, "fuzz-report")
+
+
+@pytest.fixture(scope="session")
+def fuzz_report(pytestconfig: pytest.Config) -> FuzzReport:
+    return pytestconfig.stash[_REPORT]
+
+
+@pytest.fixture(scope="session")
+def plug(pytestconfig: pytest.Config) -> Plug:
+    return pytestconfig.stash[_PLUG]
+
+
+@pytest.fixture(scope="session")
+def secret() -> str:
+    """The shared secret of this run: drawn at import by fuzz_tests.schemas (see there)."""
+    return CREDENTIALS.secret
+
+
+@pytest.fixture(scope="session")
+def harness(plug: Plug, secret: str, pytestconfig: pytest.Config) -> Iterator[Harness]:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(pytestconfig.getoption("--report-dir")) / "logs" / f"fuzz-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    harness = Harness(plug, run_dir, secret)
+    try:
+        yield harness
+    finally:
+        harness.stop_all()
+
+
+@pytest.fixture(scope="session")
+def users() -> list[User]:
+    return [User("alice", secrets.token_urlsafe(12))]
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server(harness: Harness) -> Fake:
+    """The fake LLM: answers every chat completion deterministically."""
+    return harness.start_fake_llm()
+
+
+@pytest.fixture(scope="session")
+def service(harness: Harness, fake_llm_server: Fake) -> Running:
+    """The implementation's service, talking to the fake LLM."""
+    return harness.start_service(fake_llm_server.url + "/v1")
+
+
+@pytest.fixture(scope="session")
+def gateway(harness: Harness, service: Running, users: list[User]) -> Running:
+    """The implementation's gateway in front of its own service (the whole chain).
+
+    The real service rather than the fake one: the gateway relays the service's
+    validation (422) of bodies it does not inspect itself, and only the real service
+    validates as the OpenAPI documents say.
+    """
+    return harness.start_gateway(service.url, users)
+
+
+@pytest.fixture(scope="session")
+def gateway_session(gateway: Running, users: list[User]) -> Session:
+    """Alice's logged-in session at the gateway: cookies and CSRF token."""
+    return Session.of(gateway.url, users[0])

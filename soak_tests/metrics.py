@@ -1,0 +1,207 @@
+"""The gateway's resources over the run (RSS, threads, open fds), and the SOAK-1 growth rule.
+
+Rule (SOAK-1 "after warm-up ... grow by less than 10 %"), with ``T`` the load duration
+and ``t`` measured from the first request:
+
+- warm-up: ``t < 0.2 T`` (not judged);
+- reference: the *median* of the samples with ``0.2 T <= t < 0.4 T``;
+- end: over the samples with ``0.6 T <= t <= T`` (while the load still runs), the
+  *maximum* for RSS and the *median* for threads and fds (:data:`END_STATISTIC`);
+- growth = (end - reference) / reference, and it must be < 10 %, or, when 10 % of the
+  reference is smaller than the metric's floor (:data:`FLOORS`), end - reference must be
+  < the floor. The floors only matter for small absolute numbers (see README.md).
+
+Why the median for threads and fds: they are gauges of the work in flight (a thread per
+request on Django's thread-sensitive path, two sockets per proxied request), so at a
+steady load they swing by 20-60 % from sample to sample and return to idle when the load
+stops; the maximum of such a series exceeds its median by that swing whether anything
+leaks or not. A leak moves the median. The peak growth (max vs reference) of every
+metric is still computed and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from perf_tests.sampling import MIB, ProcessTree
+
+METRICS = ("rss", "threads", "fds")
+GROWTH_LIMIT = 0.10
+WARMUP, REFERENCE_END, END_FROM = 0.2, 0.4, 0.6
+#: Smallest growth that may count as a leak, per metric (absolute units).
+FLOORS = {"rss": 2 * MIB, "threads": 4, "fds": 4}
+#: How the end window is summarised, per metric (see the module docstring).
+END_STATISTIC = {"rss": "max", "threads": "median", "fds": "median"}
+INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float
+    rss: int
+    threads: int
+    fds: int
+
+    def get(self, metric: str) -> int:
+        value: int = getattr(self, metric)
+        return value
+
+
+def measure(tree: ProcessTree) -> tuple[int, int, int]:
+    """RSS and threads of the tree (perf_tests.sampling) plus its open file descriptors."""
+    usage = tree.usage()
+    fds = 0
+    try:
+        processes = [tree.root, *tree.root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return usage.rss, usage.threads, 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            fds += process.num_fds()
+    return usage.rss, usage.threads, fds
+
+
+class ResourceSampler:
+    """Samples a process tree every ``interval`` s in a thread (``t``: time.monotonic())."""
+
+    def __init__(
+        self, tree: ProcessTree, *, interval: float = INTERVAL, max_seconds: float = 900.0
+    ) -> None:
+        self.tree = tree
+        self.interval = interval
+        self.max_seconds = max_seconds
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while time.monotonic() < deadline:
+            rss, threads, fds = measure(self.tree)
+            self.samples.append(Sample(time.monotonic(), rss, threads, fds))
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> ResourceSampler:
+        self._thread.start()
+        return self
+
+    def wait_for_samples(self, count: int, timeout: float = 10.0) -> None:
+        """Block until ``count`` samples exist (the idle baseline), or fail at the deadline."""
+        deadline = time.monotonic() + timeout
+        while len(self.samples) < count:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"sampler took {len(self.samples)} samples in {timeout}s")
+            time.sleep(0.05)  # poll interval, not synchronisation
+
+    def relative(self, t0: float) -> list[Sample]:
+        """The samples so far with ``t`` relative to ``t0`` (the start of the load)."""
+        return [Sample(s.t - t0, s.rss, s.threads, s.fds) for s in list(self.samples)]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+@dataclass(frozen=True)
+class Growth:
+    metric: str
+    idle: int | None
+    start: int | None
+    reference: float | None
+    end: float | None
+    last: int | None
+    growth: float | None
+    peak: int | None
+    peak_growth: float | None
+    allowed: float | None
+    floor_applied: bool
+    ok: bool
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "idle": self.idle,
+            "start": self.start,
+            "after_warmup_median": self.reference,
+            "end_statistic": END_STATISTIC[self.metric],
+            "end": self.end,
+            "end_max": self.peak,
+            "last": self.last,
+            "growth_pct": _pct(self.growth),
+            "peak_growth_pct": _pct(self.peak_growth),
+            "allowed_increase": self.allowed,
+            "floor_applied": self.floor_applied,
+            "ok": self.ok,
+            "why": self.why,
+        }
+
+
+def growth(metric: str, samples: list[Sample], duration: float) -> Growth:
+    """Judge one metric by the rule in this module's docstring."""
+    idle = [s.get(metric) for s in samples if s.t < 0]
+    loaded = [s for s in samples if 0 <= s.t <= duration]
+    reference = [
+        s.get(metric) for s in loaded if WARMUP * duration <= s.t < REFERENCE_END * duration
+    ]
+    end = [s.get(metric) for s in loaded if s.t >= END_FROM * duration]
+    end = [v for v in end if v]  # a sample of a process that had gone: no data
+    first = loaded[0].get(metric) if loaded else None
+    last = loaded[-1].get(metric) if loaded else None
+    if len(reference) < 3 or len(end) < 3:
+        why = f"too few samples: {len(reference)} in the reference, {len(end)} at the end"
+        return Growth(
+            metric, _last(idle), first, None, None, last, None, None, None, None, False, False, why
+        )
+    ref = float(statistics.median(reference))
+    top = float(max(end)) if END_STATISTIC[metric] == "max" else float(statistics.median(end))
+    peak = max(end)
+    relative = ref * GROWTH_LIMIT
+    floor_applied = relative < FLOORS[metric]
+    allowed = float(FLOORS[metric]) if floor_applied else relative
+    increase = top - ref
+    rate = increase / ref if ref else float("inf")
+    peak_rate = (peak - ref) / ref if ref else float("inf")
+    ok = increase < allowed
+    why = (
+        f"{END_STATISTIC[metric]} {_show(metric, top)} vs median {_show(metric, ref)}: "
+        f"{_show(metric, increase, sign=True)} ({rate:+.1%}; {'<' if ok else '>='} allowed "
+        f"{_show(metric, allowed)}{' (floor)' if floor_applied else ''})"
+    )
+    return Growth(
+        metric,
+        _last(idle),
+        first,
+        ref,
+        top,
+        last,
+        rate,
+        peak,
+        peak_rate,
+        allowed,
+        floor_applied,
+        ok,
+        why,
+    )
+
+
+def _show(metric: str, value: float, *, sign: bool = False) -> str:
+    text = f"{value / MIB:+.1f}" if metric == "rss" else f"{value:+g}"
+    text = text if sign else text.lstrip("+")
+    return text + (" MiB" if metric == "rss" else "")
+
+
+def _pct(rate: float | None) -> float | None:
+    return None if rate is None else round(rate * 100, 2)
+
+
+def _last(values: list[int]) -> int | None:
+    return values[-1] if values else None
