@@ -8,7 +8,6 @@ stopped when the session ends, also when it fails.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,39 +16,20 @@ import pytest
 
 from contract_tests.harness.client import Session
 from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.plug import Plug, PlugError, load_plug
+from contract_tests.harness.plug import Plug
 from contract_tests.harness.processes import ManagedProcess
 from contract_tests.harness.report import ContractReport
 from contract_tests.harness.requirements import load_requirements
-from contract_tests.harness.system import REPO, Fake, Harness, Running, User
-
-DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
+from contract_tests.harness.suite import add_suite_options, configure_plug, session_harness
+from contract_tests.harness.system import Fake, Harness, Running, User
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("contract", "contract suites")
-    group.addoption(
-        "--impl",
-        default=str(DEFAULT_PLUG),
-        metavar="PLUG.toml",
-        help="plug file of the implementation under test (default: %(default)s)",
-    )
-    group.addoption(
-        "--report-dir",
-        default=str(REPO / "reports"),
-        metavar="DIR",
-        help="where contract.json, contract.md and the process logs go",
-    )
+    add_suite_options(parser, "contract", "contract.json, contract.md")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
-    )
-    try:
-        plug = load_plug(config.getoption("--impl"))
-    except PlugError as exc:
-        raise pytest.UsageError(f"plug file: {exc}") from None
+    plug = configure_plug(config)
     config.stash[_PLUG] = plug
     report = ContractReport(
         load_requirements(), Path(config.getoption("--report-dir")), plug.name, plug.known_failures
@@ -82,13 +62,9 @@ def secret() -> str:
 
 @pytest.fixture(scope="session")
 def harness(plug: Plug, secret: str, pytestconfig: pytest.Config) -> Iterator[Harness]:
-    run_dir = Path(pytestconfig.getoption("--report-dir")) / "logs" / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    harness = Harness(plug, run_dir, secret)
-    try:
+    report_dir = pytestconfig.getoption("--report-dir")
+    with session_harness(plug, report_dir, "contract", secret) as harness:
         yield harness
-    finally:
-        harness.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -8,45 +8,22 @@ Options: ``--impl PLUG.toml`` and ``--report-dir DIR`` (fuzz.json, fuzz.md, logs
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from contract_tests.harness.client import Session
-from contract_tests.harness.plug import Plug, PlugError, load_plug
-from contract_tests.harness.system import REPO, Fake, Harness, Running, User
+from contract_tests.harness.plug import Plug
+from contract_tests.harness.suite import add_suite_options, configure_plug, session_harness
+from contract_tests.harness.system import Fake, Harness, Running, User
 from fuzz_tests.report import FuzzReport
 from fuzz_tests.schemas import CONFIG, CREDENTIALS
 
-DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
-
-
-def _option(group: Any, *args: str, **kwargs: Any) -> None:
-    with contextlib.suppress(ValueError):  # added by another suite's conftest already
-        group.addoption(*args, **kwargs)
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("fuzz", "fuzz suite")
-    _option(
-        group,
-        "--impl",
-        default=str(DEFAULT_PLUG),
-        metavar="PLUG.toml",
-        help="plug file of the implementation under test (default: %(default)s)",
-    )
-    _option(
-        group,
-        "--report-dir",
-        default=str(REPO / "reports"),
-        metavar="DIR",
-        help="where fuzz.json, fuzz.md and the process logs go",
-    )
+    add_suite_options(parser, "fuzz", "fuzz.json, fuzz.md")
 
 
 _PLUG = pytest.StashKey[Plug]()
@@ -54,13 +31,7 @@ _REPORT = pytest.StashKey[FuzzReport]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
-    )
-    try:
-        plug = load_plug(config.getoption("--impl"))
-    except PlugError as exc:
-        raise pytest.UsageError(f"plug file: {exc}") from None
+    plug = configure_plug(config)
     config.stash[_PLUG] = plug
     seed = CONFIG.projects.get_default().seed
     report = FuzzReport(Path(config.getoption("--report-dir")), plug.name, seed)
@@ -86,14 +57,9 @@ def secret() -> str:
 
 @pytest.fixture(scope="session")
 def harness(plug: Plug, secret: str, pytestconfig: pytest.Config) -> Iterator[Harness]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(pytestconfig.getoption("--report-dir")) / "logs" / f"fuzz-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    harness = Harness(plug, run_dir, secret)
-    try:
+    report_dir = pytestconfig.getoption("--report-dir")
+    with session_harness(plug, report_dir, "fuzz", secret) as harness:
         yield harness
-    finally:
-        harness.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -7,48 +7,32 @@ test fails. The report is written at the end of the session.
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from contract_tests.harness.plug import Plug, PlugError, load_plug
-from contract_tests.harness.system import REPO, Fake, Harness, User
+from contract_tests.harness.plug import Plug
+from contract_tests.harness.suite import (
+    add_option,
+    add_suite_options,
+    configure_plug,
+    raise_nofile_limit,
+    session_harness,
+)
+from contract_tests.harness.system import Fake, Harness, User
 from perf_tests import wrk
 from perf_tests.bench import Bench
 from perf_tests.report import PerfReport
 
-DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
 LOAD_CLIENTS = ("auto", "wrk", "python")
 
 
-def _option(group: Any, *args: str, **kwargs: Any) -> None:
-    with contextlib.suppress(ValueError):  # added by contract_tests/conftest.py already
-        group.addoption(*args, **kwargs)
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("perf", "performance suite")
-    _option(
-        group,
-        "--impl",
-        default=str(DEFAULT_PLUG),
-        metavar="PLUG.toml",
-        help="plug file of the implementation under test (default: %(default)s)",
-    )
-    _option(
-        group,
-        "--report-dir",
-        default=str(REPO / "reports"),
-        metavar="DIR",
-        help="where perf.json, perf.md, the plots and the process logs go",
-    )
-    _option(
+    group = add_suite_options(parser, "perf", "perf.json, perf.md, the plots")
+    add_option(
         group,
         "--load-client",
         default="auto",
@@ -81,25 +65,9 @@ _PLUG = pytest.StashKey[Plug]()
 _REPORT = pytest.StashKey[PerfReport]()
 
 
-def raise_nofile_limit() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit, before any server starts (they inherit it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
-    )
+    plug = configure_plug(config)
     raise_nofile_limit()
-    try:
-        plug = load_plug(config.getoption("--impl"))
-    except PlugError as exc:
-        raise pytest.UsageError(f"plug file: {exc}") from None
     config.stash[_PLUG] = plug
     report = PerfReport(Path(config.getoption("--report-dir")), plug.name)
     config.stash[_REPORT] = report
@@ -118,15 +86,8 @@ def plug(pytestconfig: pytest.Config) -> Plug:
 
 @pytest.fixture(scope="session")
 def harness(plug: Plug, pytestconfig: pytest.Config) -> Iterator[Harness]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(pytestconfig.getoption("--report-dir")) / "logs" / f"perf-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Never starting with "-": the fake's command line would read it as an option.
-    harness = Harness(plug, run_dir, "s" + secrets.token_urlsafe(32))
-    try:
+    with session_harness(plug, pytestconfig.getoption("--report-dir"), "perf") as harness:
         yield harness
-    finally:
-        harness.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -7,23 +7,24 @@ stops everything it started at the end of the session, also when the test fails.
 
 from __future__ import annotations
 
-import contextlib
-import resource
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from contract_tests.harness.client import Session
-from contract_tests.harness.plug import Plug, PlugError, load_plug
-from contract_tests.harness.system import REPO, Fake, Harness, Running, User
+from contract_tests.harness.plug import Plug
+from contract_tests.harness.suite import (
+    add_option,
+    add_suite_options,
+    configure_plug,
+    raise_nofile_limit,
+    session_harness,
+)
+from contract_tests.harness.system import Fake, Harness, Running, User
 from soak_tests.mix import KINDS
-
-DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
 
 #: Knobs for 200 clients on one worker: the pool never runs out (each client holds at most
 #: one upstream connection), idle connections are kept for every client, a short read
@@ -52,28 +53,9 @@ class SoakConfig:
     kinds: tuple[str, ...]
 
 
-def _option(group: Any, *args: str, **kwargs: Any) -> None:
-    with contextlib.suppress(ValueError):  # added by another suite's conftest already
-        group.addoption(*args, **kwargs)
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("soak", "soak suite")
-    _option(
-        group,
-        "--impl",
-        default=str(DEFAULT_PLUG),
-        metavar="PLUG.toml",
-        help="plug file of the implementation under test (default: %(default)s)",
-    )
-    _option(
-        group,
-        "--report-dir",
-        default=str(REPO / "reports"),
-        metavar="DIR",
-        help="where soak.json, soak.md and the process logs go",
-    )
-    _option(
+    group = add_suite_options(parser, "soak", "soak.json, soak.md")
+    add_option(
         group,
         "--soak-seconds",
         type=float,
@@ -81,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="S",
         help="duration of the load (default: %(default)s; SOAK-1 says 60)",
     )
-    _option(
+    add_option(
         group,
         "--soak-clients",
         type=int,
@@ -89,8 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="concurrent clients (default: %(default)s; SOAK-1 says 200)",
     )
-    _option(group, "--soak-seed", type=int, default=1, metavar="N", help="seed of the mix")
-    _option(
+    add_option(group, "--soak-seed", type=int, default=1, metavar="N", help="seed of the mix")
+    add_option(
         group,
         "--soak-kinds",
         default="",
@@ -103,25 +85,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _PLUG = pytest.StashKey[Plug]()
 
 
-def raise_nofile_limit() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit (as perf_tests/conftest.py does)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
-    )
+    config.stash[_PLUG] = configure_plug(config)
     raise_nofile_limit()
-    try:
-        config.stash[_PLUG] = load_plug(config.getoption("--impl"))
-    except PlugError as exc:
-        raise pytest.UsageError(f"plug file: {exc}") from None
 
 
 @pytest.fixture(scope="session")
@@ -150,15 +116,8 @@ def plug(pytestconfig: pytest.Config) -> Plug:
 
 @pytest.fixture(scope="session")
 def harness(plug: Plug, soak_config: SoakConfig) -> Iterator[Harness]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = soak_config.report_dir / "logs" / f"soak-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Never starting with "-": the fake's command line would read it as an option.
-    harness = Harness(plug, run_dir, "s" + secrets.token_urlsafe(32))
-    try:
+    with session_harness(plug, soak_config.report_dir, "soak") as harness:
         yield harness
-    finally:
-        harness.stop_all()
 
 
 @pytest.fixture(scope="session")
