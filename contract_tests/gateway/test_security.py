@@ -33,6 +33,7 @@ from contract_tests.gateway.conftest import (
 )
 from contract_tests.harness.client import Session, assert_problem, http_client
 from contract_tests.harness.fakes import FakeControl
+from contract_tests.harness.files import MISMATCHED_FILES
 from contract_tests.harness.system import Fake, Harness, Running, User
 
 SPOOFED = "203.0.113.7"
@@ -415,22 +416,10 @@ def test_sec_5_a_quote_in_the_name_cannot_add_parameters(
 
 
 # -- file types ----------------------------------------------------------------------------------
-MISMATCHED = [
-    pytest.param("notes.txt", "café".encode("latin-1"), "text/plain", id="text-latin-1"),
-    pytest.param("notes.txt", b"binary\x00nul", "text/plain", id="text-nul"),
-    pytest.param("notes.txt", b"\xff\xfe\x00h\x00i", "text/plain", id="text-utf-16"),
-    pytest.param("notes.md", b"# title\x00", "text/markdown", id="markdown-nul"),
-    pytest.param("notes.md", b"\xc3", "text/markdown", id="markdown-truncated"),
-    pytest.param("doc.pdf", b"GIF89a....", "application/pdf", id="pdf-gif"),
-    pytest.param("doc.pdf", b"", "application/pdf", id="pdf-empty"),
-    pytest.param("doc.pdf", b" %PDF-1.4\n", "application/pdf", id="pdf-offset"),
-    pytest.param("doc.pdf", b"<html>", "application/octet-stream", id="pdf-by-name"),
-    pytest.param("notes.txt", b"\x00\x01\x02", "application/octet-stream", id="text-by-name"),
-]
 
 
 @pytest.mark.req("SEC-6")
-@pytest.mark.parametrize(("name", "content", "content_type"), MISMATCHED)
+@pytest.mark.parametrize(("name", "content", "content_type"), MISMATCHED_FILES)
 def test_sec_6_bytes_that_do_not_match_the_declared_type_get_415_at_the_gateway(
     alice_client: httpx.Client,
     fake_service: FakeControl,

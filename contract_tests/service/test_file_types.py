@@ -7,19 +7,8 @@ import pytest
 
 from contract_tests.harness.client import assert_no_leak, assert_problem
 from contract_tests.harness.fakes import FakeControl
+from contract_tests.harness.files import MISMATCHED_FILES
 from contract_tests.service._helpers import ROUTES, minimal_pdf
-
-MISMATCHED = [
-    pytest.param("notes.txt", "café".encode("latin-1"), "text/plain", id="text-latin-1"),
-    pytest.param("notes.txt", b"text with a \x00 NUL", "text/plain", id="text-nul"),
-    pytest.param("notes.txt", "utf-16".encode("utf-16"), "text/plain", id="text-utf-16"),
-    pytest.param("notes.md", b"# title\n\x00", "text/markdown", id="markdown-nul"),
-    pytest.param("notes.md", b"# caf\xc3", "text/markdown", id="markdown-truncated"),
-    pytest.param("doc.pdf", b"GIF89a not a pdf", "application/pdf", id="pdf-gif"),
-    pytest.param("doc.pdf", b"", "application/pdf", id="pdf-empty"),
-    pytest.param("doc.pdf", b"\n%PDF-1.4\n", "application/pdf", id="pdf-offset"),
-    pytest.param("doc.pdf", b"<html></html>", "application/octet-stream", id="pdf-by-name"),
-]
 
 
 def upload(
@@ -34,7 +23,7 @@ def upload(
 
 
 @pytest.mark.req("SEC-6")
-@pytest.mark.parametrize(("name", "content", "content_type"), MISMATCHED)
+@pytest.mark.parametrize(("name", "content", "content_type"), MISMATCHED_FILES)
 def test_sec_6_bytes_that_do_not_match_the_declared_type_get_415_before_the_llm(
     service_client: httpx.Client,
     fake_llm: FakeControl,
