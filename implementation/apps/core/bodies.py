@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import AsyncIterator
-from typing import IO, Any
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -23,6 +23,7 @@ from apps.core.problems import ProblemError
 from apps.core.uploads import UploadRewriter
 
 CHUNK_SIZE = 64 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024  # a bigger upload is spooled to a temp file
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 
@@ -48,7 +49,7 @@ def read_json_object(request: HttpRequest) -> tuple[bytes, dict[str, Any]]:
 
 
 async def read_upload(request: HttpRequest) -> tuple[AsyncIterator[bytes], int, str]:
-    """(body chunks, body length, Content-Type) of a multipart upload.
+    """(body chunks, body length, Content-Type) of a multipart upload, Django's way.
 
     Refused before anything is sent upstream: 415 unless multipart/form-data,
     413 when one part (the file) exceeds MAX_UPLOAD_SIZE or the whole body
@@ -56,52 +57,83 @@ async def read_upload(request: HttpRequest) -> tuple[AsyncIterator[bytes], int, 
     by counting, so a body without Content-Length is bounded too), 415 when
     a file's bytes do not match its declared type, 400 when the body is not
     a complete multipart body. The checked body is spooled and forwarded from
-    there.
+    there. The ASGI fast path runs the same checks as the body arrives
+    (``check_upload_headers`` and ``UploadSpool``).
     """
-    if request.content_type != MULTIPART or not request.content_params.get("boundary"):
+    boundary = check_upload_headers(request)
+    # Django has the whole body already; parsing 10 MiB of it takes tens of
+    # milliseconds in one go: keep that off the event loop.
+    spool, size = await sync_to_async(_spool_checked, thread_sensitive=False)(request, boundary)
+    return spool.chunks(), size, request.META["CONTENT_TYPE"]
+
+
+def check_upload_headers(request: HttpRequest) -> str:
+    """The multipart boundary, or the ProblemError the headers alone earn (415/400/413)."""
+    boundary = request.content_params.get("boundary") if request.content_type == MULTIPART else None
+    if not boundary:
         raise ProblemError(415, "Send the upload as multipart/form-data.")
     declared = request.META.get("CONTENT_LENGTH", "")
     if declared and not declared.isdigit():
         raise ProblemError(400, "Content-Length is not a number.")
     if declared and int(declared) > _body_limit():
         raise ProblemError(413, _too_large())
-    # Parsing 10 MiB takes tens of milliseconds: keep it off the event loop.
-    spool, size = await sync_to_async(_spool_checked, thread_sensitive=False)(request)
-    return _chunks(spool), size, request.META["CONTENT_TYPE"]
+    return boundary
 
 
-def _spool_checked(request: HttpRequest) -> tuple[IO[bytes], int]:
-    limit = _body_limit()
-    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (closed by _chunks)
+class UploadSpool:
+    """An upload checked and rebuilt (apps/core/uploads.py) into a spool as its bytes arrive.
+
+    ``write`` raises the ProblemError a chunk earns (413 past the limits, 415,
+    400); ``finish`` checks the body ended and returns its rebuilt length.
+    Whoever holds the spool closes it, or hands that job to ``chunks()``.
+    """
+
+    def __init__(self, boundary: str) -> None:
+        self._limit = _body_limit()
+        self._received = 0
+        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+        try:
+            self._rewriter = UploadRewriter(
+                boundary, self._spool, max_part=settings.MAX_UPLOAD_SIZE, too_large=_too_large
+            )
+        except BaseException:
+            self._spool.close()
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received > self._limit:
+            raise ProblemError(413, _too_large())
+        self._rewriter.write(chunk)
+
+    def finish(self) -> int:
+        self._rewriter.close()
+        self._spool.seek(0)
+        return self._rewriter.size
+
+    def close(self) -> None:
+        self._spool.close()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The rebuilt body in chunks; closes the spool when done (or dropped)."""
+        # Reads hit a local spool (memory, or a temp file past SPOOL_IN_MEMORY):
+        # no network wait, so reading synchronously here does not stall the loop.
+        try:
+            while chunk := self._spool.read(CHUNK_SIZE):
+                yield chunk
+        finally:
+            self._spool.close()
+
+
+def _spool_checked(request: HttpRequest, boundary: str) -> tuple[UploadSpool, int]:
+    spool = UploadSpool(boundary)
     try:
-        rewriter = UploadRewriter(
-            request.content_params["boundary"],
-            spool,
-            max_part=settings.MAX_UPLOAD_SIZE,
-            too_large=_too_large,
-        )
-        size = 0
         while chunk := request.read(CHUNK_SIZE):
-            size += len(chunk)
-            if size > limit:
-                raise ProblemError(413, _too_large())
-            rewriter.write(chunk)
-        rewriter.close()
+            spool.write(chunk)
+        return spool, spool.finish()
     except BaseException:
         spool.close()
         raise
-    spool.seek(0)
-    return spool, rewriter.size
-
-
-async def _chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
-    # Reads hit a local spool (memory, or a temp file past 1 MiB): no network
-    # wait, so reading synchronously here does not stall the loop.
-    try:
-        while chunk := spool.read(CHUNK_SIZE):
-            yield chunk
-    finally:
-        spool.close()
 
 
 def _body_limit() -> int:

@@ -1,4 +1,4 @@
-"""An ASGI fast path in front of Django for the happy path of the JSON proxy routes.
+"""An ASGI fast path in front of Django for the happy path of the proxy routes.
 
 Django's ASGI handler costs a thread per live request and several thread hops
 per request (``request_started`` receivers, every ``MiddlewareMixin`` hook,
@@ -16,6 +16,12 @@ with Django's own code for every decision:
   ``process_request``/``process_view``), then ``read_json_object``;
 - the session is checked as ``django.contrib.auth.get_user`` checks it, with
   a short per-process cache (apps/core/session_users.py);
+- an upload is admitted on its headers alone (the CSRF token must be in the
+  header, as ``csrf_protect_raw_body`` requires; ``check_upload_headers``),
+  then its body is checked and rebuilt into a spool chunk by chunk as it
+  arrives (``UploadSpool``), with no thread at all: the spool's 413/415/400
+  is the view's, and the rest of a refused body is read and dropped, as
+  Django would have read it;
 - the request goes through the same ``forward()`` as the views (which also
   applies the user's rate limit and stream slots, apps/core/limits.py, with
   the in-process cache called without a thread hop), and the response half
@@ -24,8 +30,9 @@ with Django's own code for every decision:
 
 Whenever any of that would not simply let the request through (anonymous,
 bad CSRF, wrong content type, invalid or too large JSON, disallowed host...)
-the request goes to Django unchanged, its already read body replayed, and
-Django gives the canonical answer. Every other request never stops here.
+the request goes to Django unchanged, its already read body replayed (an
+upload's body is not read before it is admitted), and Django gives the
+canonical answer. Every other request never stops here.
 The fast path turns itself off (and says so once in the log) when
 MIDDLEWARE holds a middleware it does not know how to reproduce.
 
@@ -46,7 +53,7 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.exception import response_for_exception
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, QueryDict
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -56,7 +63,8 @@ from django.utils.cache import patch_vary_headers
 from django.utils.log import log_response
 
 from apps.core import proxy_views
-from apps.core.bodies import JSON, read_json_object
+from apps.core.bodies import JSON, UploadSpool, check_upload_headers, read_json_object
+from apps.core.problems import ProblemError
 from apps.core.request_id import REQUEST_ID_HEADER, get_request_id
 from apps.core.session_users import SessionUsers, session_users
 
@@ -92,6 +100,12 @@ class _CsrfCheck(CsrfViewMiddleware):
 
 
 _REJECTED = HttpResponseBase(status=403)
+# ``csrf_protect_raw_body``'s check (the upload view is exempt from the middleware).
+_RAW_BODY_CSRF = _CsrfCheck(_never_called)
+
+
+def _csrf_protected_view(request: HttpRequest) -> HttpResponseBase:
+    raise AssertionError("only passed to CsrfViewMiddleware.process_view")
 
 
 class MiddlewarePlan:
@@ -168,13 +182,14 @@ def _set_request_id(request: HttpRequest, response: HttpResponseBase) -> None:
 
 
 class FastPath:
-    """ASGI middleware: serve the JSON proxy routes' happy path, pass everything else on."""
+    """ASGI middleware: serve the proxy routes' happy path, pass everything else on."""
 
     def __init__(self, app: ASGIApp, *, sessions: SessionUsers | None = None) -> None:
         self.app = app
         self.sessions = sessions or session_users
         self.max_body = settings.MAX_JSON_BODY
-        self._views: dict[str, tuple[View, proxy_views.JsonRoute]] = {}
+        self.max_upload = settings.MAX_UPLOAD_SIZE + settings.MULTIPART_OVERHEAD
+        self._views: dict[str, tuple[View, proxy_views.Route]] = {}
         try:
             self.plan: MiddlewarePlan | None = MiddlewarePlan(settings.MIDDLEWARE)
         except Unsupported as exc:
@@ -194,7 +209,7 @@ class FastPath:
             return
         await self._serve(self.plan, *target, scope, receive, send)
 
-    def _target(self, path: str) -> tuple[View, proxy_views.JsonRoute] | None:
+    def _target(self, path: str) -> tuple[View, proxy_views.Route] | None:
         """The view serving ``path`` and its route, when the view is a fast-path one."""
         target = self._views.get(path)
         if target is None:
@@ -202,8 +217,8 @@ class FastPath:
                 view = resolve(path).func
             except Resolver404:
                 return None
-            route = getattr(view, "json_route", None)
-            if not isinstance(route, proxy_views.JsonRoute):
+            route = getattr(view, "fast_path_route", None)
+            if not isinstance(route, proxy_views.JsonRoute | proxy_views.UploadRoute):
                 return None  # not cached: only the few fast-path paths are remembered
             target = self._views[path] = (view, route)
         return target
@@ -212,11 +227,14 @@ class FastPath:
         self,
         plan: MiddlewarePlan,
         view: View,
-        route: proxy_views.JsonRoute,
+        route: proxy_views.Route,
         scope: Scope,
         receive: Receive,
         send: Send,
     ) -> None:
+        if isinstance(route, proxy_views.UploadRoute):
+            await self._serve_upload(plan, view, route, scope, receive, send)
+            return
         read = await self._read_body(scope, receive)
         if read is None:
             return  # the client left before its body arrived (Django does the same)
@@ -226,7 +244,59 @@ class FastPath:
             await self.app(scope, _replay(body, complete, receive), send)
             return
         request, user_id = admitted
-        await _until_disconnect(self._respond(plan, request, route, body, user_id, send), receive)
+        exchange = self._respond(
+            plan,
+            request,
+            route.upstream,
+            user_id,
+            send,
+            body=body,
+            content_type=JSON,
+            stream=route.stream,
+        )
+        await _until_disconnect(exchange, receive)
+
+    async def _serve_upload(
+        self,
+        plan: MiddlewarePlan,
+        view: View,
+        route: proxy_views.UploadRoute,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        admitted = await self._admit_upload(plan, scope, view)
+        if admitted is None:
+            await self.app(scope, receive, send)  # not a byte of the body read
+            return
+        request, user_id, spool = admitted
+        body = _BodyReceiver(receive)
+        try:
+            try:
+                if not await _spool_body(spool, body):
+                    return  # the client left before its body arrived
+                size = spool.finish()
+            except ProblemError as exc:
+                spool.close()
+                response = exc.response()
+                if not await _drop_rest(body, limit=self.max_upload):
+                    response["Connection"] = "close"  # the rest stays unread
+                await self._send(plan, request, response, send)
+                return
+            exchange = self._respond(
+                plan,
+                request,
+                route.upstream,
+                user_id,
+                send,
+                body=spool.chunks(),
+                content_type=request.META["CONTENT_TYPE"],
+                content_length=size,
+                stream=False,
+            )
+            await _until_disconnect(exchange, receive)
+        finally:
+            spool.close()
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool] | None:
         """(body, complete): at most MAX_JSON_BODY bytes, the rest left unread."""
@@ -268,27 +338,67 @@ class FastPath:
             return None
         return None if user_id is None else (request, user_id)
 
+    async def _admit_upload(
+        self, plan: MiddlewarePlan, scope: Scope, view: View
+    ) -> tuple[ASGIRequest, Any, UploadSpool] | None:
+        """The request, its user and an empty spool for its body, or None for Django."""
+        try:
+            request = ASGIRequest(scope, io.BytesIO())
+            # As csrf_protect_raw_body: the token can only be in the header.
+            request.POST = QueryDict()  # type: ignore[misc]
+            if not plan.admits(request, view):
+                return None
+            if (
+                _RAW_BODY_CSRF.process_request(request) is not None
+                or _RAW_BODY_CSRF.process_view(request, _csrf_protected_view, (), {}) is not None
+            ):
+                return None
+            boundary = check_upload_headers(request)
+            session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+            if not session_key:
+                return None
+            user_id = await self.sessions.user_id(session_key)
+            if user_id is None:
+                return None
+            return request, user_id, UploadSpool(boundary)
+        except Exception:
+            return None  # as in _admit: Django answers each refusal its own way
+
     async def _respond(
         self,
         plan: MiddlewarePlan,
         request: ASGIRequest,
-        route: proxy_views.JsonRoute,
-        body: bytes,
+        upstream_path: str,
         user_id: Any,
         send: Send,
+        *,
+        body: proxy_views.RequestBody,
+        content_type: str,
+        stream: bool,
+        content_length: int | None = None,
     ) -> None:
         try:
             response = await proxy_views.forward(
                 request,
-                route.upstream,
+                upstream_path,
                 user_id=user_id,
                 body=body,
-                content_type=JSON,
-                stream=route.stream,
+                content_type=content_type,
+                stream=stream,
+                content_length=content_length,
             )
         except Exception as exc:
             # What Django does with an exception a view raises: handler500 (logged).
             response = response_for_exception(request, exc)
+        await self._send(plan, request, response, send)
+
+    async def _send(
+        self, plan: MiddlewarePlan, request: ASGIRequest, response: HttpResponseBase, send: Send
+    ) -> None:
+        """The response half of the middleware, Django's log line for an error, then send."""
+        # The response half of the upload view's csrf_protect; it does nothing
+        # unless the request asked for a new CSRF cookie.
+        _RAW_BODY_CSRF.process_response(request, response)
         plan.finish(request, response)
         if response.status_code >= 400:
             log_response(
@@ -355,6 +465,50 @@ async def _until_disconnect(work: Awaitable[None], receive: Receive) -> None:
     finally:
         finished = True
         listener.cancel()
+
+
+class _BodyReceiver:
+    """``receive`` for a request body that remembers whether the body has ended."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.ended = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.ended = True
+        return message
+
+
+async def _spool_body(spool: UploadSpool, body: _BodyReceiver) -> bool:
+    """Feed the request body to ``spool`` as it arrives; False if the client left.
+
+    ``spool.write`` counts the bytes and raises 413 past the upload limit
+    (which BodyLimit, lamla/asgi.py, enforces before this too).
+    """
+    while not body.ended:
+        message = await body()
+        if message["type"] == "http.disconnect":
+            return False
+        spool.write(message.get("body", b""))
+    return True
+
+
+async def _drop_rest(body: _BodyReceiver, *, limit: int) -> bool:
+    """Read and drop what is left of a refused body; False if more than ``limit`` is left.
+
+    Django reads the whole body (up to BodyLimit's cut) before its view
+    refuses it, and answers on a connection that can carry the next request.
+    The fast path does the same rather than leave the client sending into a
+    connection that answered already.
+    """
+    dropped = 0
+    while not body.ended:
+        if dropped > limit:
+            return False
+        dropped += len((await body()).get("body", b""))
+    return True
 
 
 def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:

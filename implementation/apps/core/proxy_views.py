@@ -51,15 +51,25 @@ class JsonRoute:
     stream: bool = False
 
 
-def fast_path_route(route: JsonRoute) -> Callable[[V], V]:
+@dataclass(frozen=True)
+class UploadRoute:
+    """A browser route whose multipart upload goes to ``upstream``, checked and rebuilt."""
+
+    upstream: str
+
+
+Route = JsonRoute | UploadRoute
+
+
+def fast_path_route(route: Route) -> Callable[[V], V]:
     """Mark a view as serving ``route``: the ASGI fast path may then serve it too.
 
     The fast path finds the view through Django's URL resolver and serves the
-    request only when the view carries this mark (``view.json_route``).
+    request only when the view carries this mark (``view.fast_path_route``).
     """
 
     def mark(view: V) -> V:
-        view.json_route = route  # type: ignore[attr-defined]
+        view.fast_path_route = route  # type: ignore[attr-defined]
         return view
 
     return mark

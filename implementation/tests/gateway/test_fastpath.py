@@ -23,7 +23,7 @@ from apps.core.fastpath import FastPath
 from apps.core.session_users import SessionUsers
 from lamla.asgi import django_application
 
-from .asgi_driver import HOST, Browser, Recorder, Result, call
+from .asgi_driver import HOST, Browser, Recorder, Result, call, scope
 from .conftest import SECRET
 
 pytestmark = pytest.mark.asyncio
@@ -232,19 +232,145 @@ async def test_other_methods_and_paths_never_stop_at_the_fast_path(
     assert_same(through_fast, through_django)
 
 
-async def test_the_upload_route_stays_on_django(
+# -- uploads: served without Django, checked as the body arrives ----------------------------
+BOUNDARY = "b0undary"
+UPLOAD_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def multipart(content: bytes, *, filename: str = "a.txt", file_type: str = "text/plain") -> bytes:
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="message"\r\n\r\nsum it up\r\n'
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data; "
+            f'name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {file_type}\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+def _upload_headers(b: Browser, **extra: str) -> dict[str, str]:
+    return b.headers(content_type=UPLOAD_TYPE, **extra)
+
+
+# name -> browser -> (headers, body): every one is answered by the fast path itself.
+UPLOADS_SERVED = {
+    "ok": lambda b: (_upload_headers(b), multipart(b"hello\n")),
+    "ok-in-pieces": lambda b: (_upload_headers(b), _pieces(multipart(b"hello " * 150), 7)),
+    "path-in-filename": lambda b: (_upload_headers(b), multipart(b"x", filename="../../etc/a.txt")),
+    "nul-in-text": lambda b: (_upload_headers(b), multipart(b"a\x00b")),
+    "not-utf8": lambda b: (_upload_headers(b), multipart(b"\xff\xfe")),
+    "not-a-pdf": lambda b: (
+        _upload_headers(b),
+        multipart(b"hello", filename="a.pdf", file_type="application/pdf"),
+    ),
+    "refused-in-pieces": lambda b: (
+        _upload_headers(b),
+        _pieces(multipart(b"ok" * 200 + b"\x00" * 300), 5),
+    ),
+    "no-closing-boundary": lambda b: (_upload_headers(b), multipart(b"hello")[:-12]),
+    "part-too-large": lambda b: (_upload_headers(b), multipart(b"x" * 1001)),
+}
+
+
+def _pieces(body: bytes, count: int) -> list[bytes]:
+    size = -(-len(body) // count)
+    return [body[n : n + size] for n in range(0, len(body), size)]
+
+
+@pytest.mark.parametrize("case", list(UPLOADS_SERVED))
+@override_settings(MAX_UPLOAD_SIZE=1000)
+async def test_uploads_are_served_without_django_with_djangos_answers(
+    django_app: Recorder, browser: Browser, service, case: str
+) -> None:
+    fast = FastPath(django_app, sessions=SessionUsers(ttl=5.0, max_size=100))
+    route = service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
+    headers, body = UPLOADS_SERVED[case](browser)
+    headers["x-request-id"] = RID
+    through_fast, through_django = await both(
+        fast, django_app, "POST", "/api/chat/file/", headers, body
+    )
+    assert django_app.calls == 0, "the fast path handed the upload to Django"
+    assert_same(through_fast, through_django)
+    if through_fast.status != 200:
+        assert through_fast.status in (400, 413, 415), through_fast
+        assert not route.calls, "a refused upload reached the service"
+        return
+    # Both paths forwarded the same rebuilt body, with its length.
+    via_fast, via_django = (call.request for call in route.calls)
+    assert via_fast.content == via_django.content
+    assert via_fast.headers["content-length"] == str(len(via_fast.content))
+    assert via_fast.headers["content-type"] == UPLOAD_TYPE
+    assert b"../" not in via_fast.content
+
+
+# name -> browser -> headers: each refused before a byte of the body is read, by Django.
+UPLOADS_HANDED_OVER = {
+    "anonymous": lambda b: {**_upload_headers(b), "cookie": f"csrftoken={b.csrf_secret}"},
+    "unknown-session": lambda b: {
+        **_upload_headers(b),
+        "cookie": f"csrftoken={b.csrf_secret}; sessionid=nosuchsession123456",
+    },
+    "csrf-missing": lambda b: _without(_upload_headers(b), "x-csrftoken"),
+    "csrf-wrong": lambda b: _upload_headers(b, x_csrftoken="A" * 64),
+    "untrusted-origin": lambda b: _upload_headers(b, origin="http://evil.example"),
+    "json": lambda b: b.headers(),
+    "no-boundary": lambda b: b.headers(content_type="multipart/form-data"),
+    "declared-too-large": lambda b: _upload_headers(b, content_length=str(2 * 1024 * 1024 * 1024)),
+    "disallowed-host": lambda b: _upload_headers(b, host="evil.example"),
+}
+
+
+@pytest.mark.parametrize("case", list(UPLOADS_HANDED_OVER))
+async def test_uploads_refused_on_their_headers_get_djangos_answer(
+    fast: FastPath, django_app: Recorder, browser: Browser, service, case: str
+) -> None:
+    route = service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
+    headers = {"x-request-id": RID, **UPLOADS_HANDED_OVER[case](browser)}
+    body = b"" if "content-length" in headers else multipart(b"hello")
+    through_fast = await call(fast, "POST", "/api/chat/file/", headers, body)
+    through_django = await call(django_app.app, "POST", "/api/chat/file/", headers, body)
+    assert django_app.calls == 1, "the fast path answered an upload it should hand over"
+    assert through_fast.status in (400, 401, 403, 413, 415), through_fast
+    assert_same(through_fast, through_django)
+    assert not route.calls, "the service was contacted"
+
+
+@override_settings(MAX_UPLOAD_SIZE=1000, MULTIPART_OVERHEAD=100)
+async def test_a_refused_upload_that_goes_on_and_on_is_answered_with_connection_close(
+    django_app: Recorder, browser: Browser, service
+) -> None:
+    # Without BodyLimit in front, the fast path itself stops reading a refused body.
+    fast = FastPath(django_app, sessions=SessionUsers(ttl=5.0, max_size=100))
+    body = [multipart(b"a\x00b")[:-12]] + [b"x" * 600] * 50
+    result = await call(fast, "POST", "/api/chat/file/", _upload_headers(browser), body)
+    assert result.status == 415, result.body
+    assert ("connection", "close") in result.header_set()
+    assert django_app.calls == 0
+    assert not service.calls
+
+
+async def test_an_upload_whose_client_leaves_mid_body_reaches_nobody(
     fast: FastPath, django_app: Recorder, browser: Browser, service
 ) -> None:
-    service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
-    boundary = "b0undary"
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
-        f"Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
-    ).encode()
-    headers = browser.headers(content_type=f"multipart/form-data; boundary={boundary}")
-    result = await call(fast, "POST", "/api/chat/file/", headers, body)
-    assert result.status == 200, result.body
-    assert django_app.calls == 1
+    body = multipart(b"hello " * 100)
+    incoming = [
+        {"type": "http.request", "body": body[:50], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await fast(scope("POST", "/api/chat/file/", _upload_headers(browser)), receive, send)
+    assert sent == [], "an answer was sent to a client that left"
+    assert django_app.calls == 0
+    assert not service.calls
 
 
 # -- CSRF: the fast path's decision is Django's -------------------------------------------------
