@@ -34,5 +34,16 @@ def test_sec_7_sec_8_a_signing_gateway_and_a_verifying_service_chat_end_to_end(
         assert [e.event for e in events] == ["token"] * 4 + ["done"]
         assert rest == b""
 
+        # An upload's signature covers the body the gateway rebuilt (SEC-5/6), 2 MiB of it.
+        token = fake_llm.behave(reply="signed file")
+        notes = (f"notes {token}\n" * (2 * 1024 * 1024 // 40)).encode()
+        response = client.post(
+            "/api/chat/file/",
+            data={"message": "sum it up"},
+            files={"file": ("../notes.txt", notes, "text/plain")},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["reply"] == "signed file"
+
     for record in fake_llm.requests():
         assert secret not in repr(record), "the secret reached the LLM"

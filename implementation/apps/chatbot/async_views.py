@@ -36,12 +36,13 @@ async def chat_stream(request: HttpRequest) -> HttpResponseBase:
 @csrf_protect_raw_body
 @api_view(methods=["POST"], login=True)
 async def chat_file(request: HttpRequest) -> HttpResponseBase:
-    body, size, content_type = await read_upload(request)
+    upload = await read_upload(request)
     return await proxy(
         request,
         CHAT_FILE.upstream,
-        body=body,
-        content_type=content_type,
-        content_length=size,
+        body=upload.chunks,
+        content_type=upload.content_type,
+        content_length=upload.size,
+        body_sha256=upload.sha256,
         stream=False,
     )

@@ -9,9 +9,11 @@ same Content-Type (boundary included); the file bytes themselves are never chang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,7 +22,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from apps.core.problems import ProblemError
-from apps.core.uploads import UploadRewriter
+from apps.core.uploads import UploadRewriter, Writer
 
 CHUNK_SIZE = 64 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024  # a bigger upload is spooled to a temp file
@@ -48,8 +50,18 @@ def read_json_object(request: HttpRequest) -> tuple[bytes, dict[str, Any]]:
     return raw, data
 
 
-async def read_upload(request: HttpRequest) -> tuple[AsyncIterator[bytes], int, str]:
-    """(body chunks, body length, Content-Type) of a multipart upload, Django's way.
+@dataclass(frozen=True)
+class Upload:
+    """A checked, rebuilt upload, ready to forward."""
+
+    chunks: AsyncIterator[bytes]
+    size: int
+    content_type: str
+    sha256: bytes | None  # hex digest of ``chunks``, taken only when requests are signed
+
+
+async def read_upload(request: HttpRequest) -> Upload:
+    """A multipart upload, checked and rebuilt, Django's way.
 
     Refused before anything is sent upstream: 415 unless multipart/form-data,
     413 when one part (the file) exceeds MAX_UPLOAD_SIZE or the whole body
@@ -64,7 +76,7 @@ async def read_upload(request: HttpRequest) -> tuple[AsyncIterator[bytes], int, 
     # Django has the whole body already; parsing 10 MiB of it takes tens of
     # milliseconds in one go: keep that off the event loop.
     spool, size = await sync_to_async(_spool_checked, thread_sensitive=False)(request, boundary)
-    return spool.chunks(), size, request.META["CONTENT_TYPE"]
+    return Upload(spool.chunks(), size, request.META["CONTENT_TYPE"], spool.sha256)
 
 
 def check_upload_headers(request: HttpRequest) -> str:
@@ -92,9 +104,14 @@ class UploadSpool:
         self._limit = _body_limit()
         self._received = 0
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+        # Signed requests need the body's digest up front: take it on the way
+        # in, so the signer need not read the spool into memory (apps/core/signing.py).
+        self._hash = hashlib.sha256() if settings.FASTAPI_AUTH_MODE == "hmac" else None
+        self.sha256: bytes | None = None  # set by finish()
+        out = self._spool if self._hash is None else _Hashing(self._spool, self._hash)
         try:
             self._rewriter = UploadRewriter(
-                boundary, self._spool, max_part=settings.MAX_UPLOAD_SIZE, too_large=_too_large
+                boundary, out, max_part=settings.MAX_UPLOAD_SIZE, too_large=_too_large
             )
         except BaseException:
             self._spool.close()
@@ -109,6 +126,8 @@ class UploadSpool:
     def finish(self) -> int:
         self._rewriter.close()
         self._spool.seek(0)
+        if self._hash is not None:
+            self.sha256 = self._hash.hexdigest().encode("ascii")
         return self._rewriter.size
 
     def close(self) -> None:
@@ -123,6 +142,18 @@ class UploadSpool:
                 yield chunk
         finally:
             self._spool.close()
+
+
+class _Hashing:
+    """A writer that hashes what it passes on."""
+
+    def __init__(self, out: Writer, digest: hashlib._Hash) -> None:
+        self._out = out
+        self._digest = digest
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self._out.write(data)
 
 
 def _spool_checked(request: HttpRequest, boundary: str) -> tuple[UploadSpool, int]:

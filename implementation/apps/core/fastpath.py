@@ -292,6 +292,7 @@ class FastPath:
                 body=spool.chunks(),
                 content_type=request.META["CONTENT_TYPE"],
                 content_length=size,
+                body_sha256=spool.sha256,
                 stream=False,
             )
             await _until_disconnect(exchange, receive)
@@ -376,6 +377,7 @@ class FastPath:
         content_type: str,
         stream: bool,
         content_length: int | None = None,
+        body_sha256: bytes | None = None,
     ) -> None:
         try:
             response = await proxy_views.forward(
@@ -386,6 +388,7 @@ class FastPath:
                 content_type=content_type,
                 stream=stream,
                 content_length=content_length,
+                body_sha256=body_sha256,
             )
         except Exception as exc:
             # What Django does with an exception a view raises: handler500 (logged).

@@ -33,6 +33,7 @@ from apps.core.headers import downstream_response_headers, upstream_request_head
 from apps.core.limits import admit
 from apps.core.problems import problem_json_bytes
 from apps.core.request_id import get_request_id
+from apps.core.signing import BODY_SHA256
 from apps.core.sse import EventBoundaryBuffer
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ async def proxy(
     content_type: str,
     stream: bool,
     content_length: int | None = None,
+    body_sha256: bytes | None = None,
 ) -> HttpResponseBase:
     """POST ``body`` to the service at ``upstream_path`` on behalf of the session user."""
     user = await request.auser()  # type: ignore[attr-defined]
@@ -100,6 +102,7 @@ async def proxy(
         content_type=content_type,
         stream=stream,
         content_length=content_length,
+        body_sha256=body_sha256,
     )
 
 
@@ -112,8 +115,12 @@ async def forward(
     content_type: str,
     stream: bool,
     content_length: int | None = None,
+    body_sha256: bytes | None = None,
 ) -> HttpResponseBase:
     """POST ``body`` to the service as ``user_id``; the browser's answer.
+
+    ``content_length`` and ``body_sha256`` (hex) describe a streamed body,
+    so it goes out with its length and, in hmac mode, is signed unread.
 
     The user's rate limit and stream slots are checked first (a 429 never
     reaches the service). Errors come back as problem responses
@@ -133,6 +140,7 @@ async def forward(
             content_type=content_type,
             stream=stream,
             content_length=content_length,
+            body_sha256=body_sha256,
             on_close=None if slot is None else slot.release,
         )
         return response
@@ -150,6 +158,7 @@ async def _exchange(
     content_type: str,
     stream: bool,
     content_length: int | None,
+    body_sha256: bytes | None,
     on_close: Callable[[], None] | None,
 ) -> tuple[HttpResponseBase, bool]:
     """(the browser's answer, whether a relay took over the upstream response)."""
@@ -167,7 +176,11 @@ async def _exchange(
         headers.append(("content-length", str(content_length)))
     client = get_client()
     outgoing = client.build_request(
-        "POST", service_url(upstream_path), content=body, headers=headers
+        "POST",
+        service_url(upstream_path),
+        content=body,
+        headers=headers,
+        extensions={} if body_sha256 is None else {BODY_SHA256: body_sha256},
     )
     try:
         upstream = await client.send(outgoing, stream=True)

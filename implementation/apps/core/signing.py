@@ -13,9 +13,11 @@ the secret never travels. ``path`` is the path as sent, without the query string
 The service checks the same string (fastapi_service/core/signing.py; a copy, not
 an import: the two deploy apart and share only the wire format).
 
-Hashing needs the whole body before the headers go out, so httpx reads a
-streamed body (an upload's spool) into memory first; the gateway caps uploads
-at MAX_UPLOAD_SIZE, which bounds that. Responses are untouched: streams still
+Hashing needs the whole body before the headers go out. A caller that
+already knows the body's digest says so in the request extension
+``BODY_SHA256`` (the upload path hashes the body while it spools it,
+apps/core/bodies.py), and the body then streams unread; otherwise httpx
+reads the body into memory first. Responses are untouched: streams still
 stream.
 """
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 
 import httpx
 
@@ -32,17 +34,22 @@ TIMESTAMP_HEADER = "X-Internal-Timestamp"
 SIGNATURE_HEADER = "X-Internal-Signature"
 SECRET_HEADER = "X-Internal-Secret"  # noqa: S105 (a header name)
 USER_ID_HEADER = "X-User-Id"
+# Request extension: the hex SHA-256 (bytes) of a body the caller has hashed already.
+BODY_SHA256 = "lamla.body_sha256"
 _USER_ID_RAW = USER_ID_HEADER.lower().encode("ascii")
 
-__all__ = ["SigningAuth", "sign", "string_to_sign"]
+__all__ = ["BODY_SHA256", "SigningAuth", "body_sha256", "sign", "string_to_sign"]
 
 
 def string_to_sign(
-    method: bytes, path: bytes, timestamp: bytes, user_id: bytes, body: bytes
+    method: bytes, path: bytes, timestamp: bytes, user_id: bytes, body_sha256: bytes
 ) -> bytes:
-    """The signed string for a request with ``body`` (hashed here)."""
-    digest = hashlib.sha256(body).hexdigest().encode("ascii")
-    return b"\n".join((method, path, timestamp, user_id, digest))
+    """The signed string for a request whose body has the hex SHA-256 ``body_sha256``."""
+    return b"\n".join((method, path, timestamp, user_id, body_sha256))
+
+
+def body_sha256(body: bytes) -> bytes:
+    return hashlib.sha256(body).hexdigest().encode("ascii")
 
 
 def sign(secret: bytes, message: bytes) -> str:
@@ -53,7 +60,8 @@ def sign(secret: bytes, message: bytes) -> str:
 class SigningAuth(httpx.Auth):
     """Replace the shared secret with a signature on every request."""
 
-    requires_request_body = True  # httpx reads the body before auth_flow runs
+    # The body is read (in memory) only when no BODY_SHA256 extension gives its digest.
+    requires_request_body = False
 
     def __init__(self, secret: str, *, clock: Callable[[], float] = time.time) -> None:
         if not secret:
@@ -64,19 +72,37 @@ class SigningAuth(httpx.Auth):
     def __repr__(self) -> str:
         return "SigningAuth(secret=<hidden>)"  # never the secret, in any log or traceback
 
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        if BODY_SHA256 not in request.extensions:
+            request.read()
+        yield self._signed(request)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if BODY_SHA256 not in request.extensions:
+            await request.aread()
+        yield self._signed(request)
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield self._signed(request)  # httpx calls the two flows above; kept for the Auth API
+
+    def _signed(self, request: httpx.Request) -> httpx.Request:
         headers = request.headers
         if SECRET_HEADER in headers:
             del headers[SECRET_HEADER]  # every copy
         timestamp = str(int(self._clock()))
         user_id = next((v for k, v in headers.raw if k.lower() == _USER_ID_RAW), b"")
+        digest = request.extensions.get(BODY_SHA256) or body_sha256(request.content)
         message = string_to_sign(
             request.method.encode("ascii"),
             request.url.raw_path.split(b"?", 1)[0],
             timestamp.encode("ascii"),
             user_id,
-            request.content,
+            digest,
         )
         headers[TIMESTAMP_HEADER] = timestamp  # replaces any copy a caller set
         headers[SIGNATURE_HEADER] = sign(self._secret, message)
-        yield request
+        return request

@@ -21,7 +21,7 @@ import codecs
 import unicodedata
 from collections.abc import Callable
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import IO
+from typing import Protocol
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -113,11 +113,15 @@ class _Sniffer:
             raise ProblemError(415, "The file is declared as a PDF but is not one.")
 
 
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
 class UploadRewriter:
     """Feed it the raw multipart body; it writes the checked, rebuilt body to ``out``."""
 
     def __init__(
-        self, boundary: str, out: IO[bytes], *, max_part: int, too_large: Callable[[], str]
+        self, boundary: str, out: Writer, *, max_part: int, too_large: Callable[[], str]
     ) -> None:
         self._out = out
         self._max_part = max_part

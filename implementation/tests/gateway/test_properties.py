@@ -483,8 +483,8 @@ async def drain(chunks: AsyncIterator[bytes]) -> bytes:
 def run_upload(body: bytes, content_type: str) -> tuple[bytes, int, str]:
     async def go() -> tuple[bytes, int, str]:
         request = factory.generic("POST", "/api/chat/file/", body, content_type=content_type)
-        chunks, size, forwarded_type = await read_upload(request)
-        return await drain(chunks), size, forwarded_type
+        upload = await read_upload(request)
+        return await drain(upload.chunks), upload.size, upload.content_type
 
     return asyncio.run(go())
 

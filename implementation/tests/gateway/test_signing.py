@@ -11,11 +11,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from django.test import override_settings
+from django.conf import settings
+from django.test import Client, override_settings
 
 from apps.core.async_client import aclose_clients, build_client, get_client
-from apps.core.signing import SigningAuth
+from apps.core.fastpath import FastPath
+from apps.core.signing import BODY_SHA256, SigningAuth
+from lamla.asgi import django_application
 
+from .asgi_driver import Browser, Recorder, call
 from .conftest import SECRET
 from .test_proxy import REPLY, multipart, read_stream
 
@@ -101,6 +105,50 @@ async def test_a_streamed_body_is_signed_whole_and_sent_unchanged() -> None:
     (sent,) = seen
     assert sent.content == body
     assert sent.headers["content-length"] == str(len(body))
+    assert sent.headers["x-internal-signature"] == expected_signature(
+        "POST", "/chatbot/file/", str(NOW), "3", body
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_body_whose_digest_is_given_is_signed_unread() -> None:
+    """The upload path hashes while it spools: the signer must not read the spool first."""
+    chunks = [bytes([i]) * 65536 for i in range(40)]
+    body = b"".join(chunks)
+    pulled = 0
+
+    async def spool() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for chunk in chunks:
+            pulled += 1
+            yield chunk
+
+    class Transport(httpx.AsyncBaseTransport):
+        # Not httpx.MockTransport: it reads the body before the handler sees it.
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            assert pulled == 0, "the body was read before it was sent"
+            await request.aread()
+            seen.append(request)
+            return httpx.Response(200, json=REPLY)
+
+    seen: list[httpx.Request] = []
+    digest = hashlib.sha256(body).hexdigest().encode()
+    async with httpx.AsyncClient(
+        base_url="http://127.0.0.1:8001",
+        transport=Transport(),
+        auth=SigningAuth(SECRET, clock=lambda: NOW),
+    ) as client:
+        request = client.build_request(
+            "POST",
+            "/chatbot/file/",
+            content=spool(),
+            headers={"content-length": str(len(body)), "x-user-id": "3"},
+            extensions={BODY_SHA256: digest},
+        )
+        response = await client.send(request)
+    assert response.status_code == 200
+    (sent,) = seen
+    assert sent.content == body
     assert sent.headers["x-internal-signature"] == expected_signature(
         "POST", "/chatbot/file/", str(NOW), "3", body
     )
@@ -197,6 +245,41 @@ async def test_views_sign_chat_stream_upload_and_quiz(hmac_mode, alice_client, a
         assert sent.headers["x-internal-signature"] == expected_signature(
             "POST", path, ts, str(alice.pk), sent.content
         ), path
-    assert routes["/chatbot/file/"].calls.last.request.content == upload_body
+    upload_sent = routes["/chatbot/file/"].calls.last.request
+    assert upload_sent.content == upload_body
+    assert upload_sent.extensions[BODY_SHA256] == hashlib.sha256(upload_body).hexdigest().encode()
     assert json.loads(chat.content) == REPLY
     await aclose_clients()
+
+
+@pytest.fixture
+def alice_browser(alice) -> Browser:
+    django = Client()
+    django.force_login(alice)
+    return Browser(django.cookies[settings.SESSION_COOKIE_NAME].value)
+
+
+@pytest.mark.asyncio
+async def test_the_fast_path_signs_an_upload_with_the_digest_it_took_while_spooling(
+    hmac_mode, alice, alice_browser: Browser, service
+) -> None:
+    await aclose_clients()
+    route = service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
+    body, content_type = multipart(b"notes " * 50_000)  # 300 kB, sent in 64 KiB pieces
+    recorder = Recorder(django_application)
+    result = await call(
+        FastPath(recorder),
+        "POST",
+        "/api/chat/file/",
+        alice_browser.headers(content_type=content_type),
+        [body[n : n + 65536] for n in range(0, len(body), 65536)],
+    )
+    assert result.status == 200, result.body
+    assert recorder.calls == 0, "the upload was not served by the fast path"
+    sent = route.calls.last.request
+    assert sent.content == body
+    # The digest came from the spool, so the signer had no need to read the body.
+    assert sent.extensions[BODY_SHA256] == hashlib.sha256(body).hexdigest().encode()
+    assert sent.headers["x-internal-signature"] == expected_signature(
+        "POST", "/chatbot/file/", sent.headers["x-internal-timestamp"], str(alice.pk), body
+    )
