@@ -30,6 +30,7 @@ from apps.core.headers import downstream_response_headers, upstream_request_head
 from apps.core.problems import problem_json_bytes
 from apps.core.proxy_views import STREAM_UNFINISHED, is_event_stream, json_answer, stream_failure
 from apps.core.request_id import get_request_id
+from apps.core.signing import SigningAuth
 from apps.core.sse import EventBoundaryBuffer
 
 _lock = threading.Lock()
@@ -57,6 +58,10 @@ def get_sync_client() -> httpx.Client:
                 trust_env=False,
                 follow_redirects=False,
                 cookies=NoCookieJar(),
+                # Signed like the async client's requests in hmac mode (SEC-7).
+                auth=SigningAuth(settings.FASTAPI_SECRET)
+                if settings.FASTAPI_AUTH_MODE == "hmac"
+                else None,
             )
         return _client
 
