@@ -104,6 +104,9 @@ def main() -> None:
                 str(args.gateway_port),
                 "--lifespan",
                 "on",
+                # Idle browser connections outlive the clients' own keep-alive (README).
+                "--timeout-keep-alive",
+                "75",
                 # X-Forwarded-* are believed only from GATEWAY_TRUSTED_PROXIES (apps/core/edge.py).
                 "--no-proxy-headers",
             ],
