@@ -14,7 +14,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "unit", "contract", "selfcheck", "fuzz", "perf"]
+nox.options.sessions = ["lint", "unit", "contract", "selfcheck", "fuzz", "perf", "soak"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -88,7 +88,7 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """60 s of mixed load with faults (SOAK-1): writes reports/soak.{json,md}. Not in `nox`."""
+    """60 s of mixed load with faults (SOAK-1): writes reports/soak.{json,md}."""
     install_groups(session, "implementation", "test")
     run_pytest(session, "soak_tests", junit="soak")
 
