@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from contract_tests.harness.requirements import SPEC, load_requirements
-
-SUITES = Path(__file__).resolve().parent
-#: The other suites that name requirements: perf (PERF-*), fuzz (FUZZ-*), soak (SOAK-*).
-OTHER_SUITES = [SUITES.parent / name for name in ("perf_tests", "fuzz_tests", "soak_tests")]
-MARKER = re.compile(r"""mark\.req\(([^)]*)\)""")
-ID = re.compile(r"""["']([A-Z0-9-]+-\d+)["']""")
-
-
-def marked_ids() -> dict[str, list[str]]:
-    """Requirement IDs named by `@pytest.mark.req(...)` anywhere in the suites, per file."""
-    found: dict[str, list[str]] = {}
-    for path in sorted(p for d in (SUITES, *OTHER_SUITES) for p in d.rglob("test_*.py")):
-        for args in MARKER.findall(path.read_text(encoding="utf-8")):
-            for rid in ID.findall(args):
-                found.setdefault(rid, []).append(str(path.relative_to(SUITES.parent)))
-    return found
+from contract_tests.harness.requirements import SPEC, load_requirements, marked_ids
 
 
 def test_requirements_parse_with_unique_ids() -> None:

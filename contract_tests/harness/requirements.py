@@ -6,7 +6,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SPEC = Path(__file__).resolve().parents[2] / "spec" / "requirements.md"
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "spec" / "requirements.md"
+#: The suites that name requirements with ``@pytest.mark.req``: the contract suites,
+#: and the ones measured on their own (PERF-*, FUZZ-*, SOAK-*; each its own nox session).
+CONTRACT_SUITE = "contract_tests"
+OWN_SUITES = ("perf_tests", "fuzz_tests", "soak_tests")
+_MARKER = re.compile(r"""mark\.req\(([^)]*)\)""")
+_ID = re.compile(r"""["']([A-Z0-9-]+-\d+)["']""")
 
 _LINE = re.compile(
     r"^- \*\*(?P<id>[A-Z0-9]+(?:-[A-Z0-9]+)*-\d+)\*\* \((?P<level>MUST|SHOULD)\): "
@@ -41,3 +48,26 @@ def load_requirements(path: Path = SPEC) -> dict[str, Requirement]:
             raise ValueError(f"{path.name}:{number}: duplicate requirement ID {req.id}")
         found[req.id] = req
     return found
+
+
+def marked_ids(suites: tuple[str, ...] = (CONTRACT_SUITE, *OWN_SUITES)) -> dict[str, list[str]]:
+    """Requirement IDs named by ``@pytest.mark.req(...)`` in the suites' test files, per file.
+
+    A scan of the source rather than a collection, so it also sees suites
+    that are not part of the current run.
+    """
+    found: dict[str, list[str]] = {}
+    paths = sorted(p for suite in suites for p in (ROOT / suite).rglob("test_*.py"))
+    for path in paths:
+        for args in _MARKER.findall(path.read_text(encoding="utf-8")):
+            for rid in _ID.findall(args):
+                found.setdefault(rid, []).append(str(path.relative_to(ROOT)))
+    return found
+
+
+def own_suite(files: list[str]) -> str | None:
+    """The separately run suite (``fuzz_tests``...) that holds all of ``files``, if one does."""
+    suites = {file.split("/", 1)[0] for file in files}
+    if len(suites) == 1 and (suite := suites.pop()) in OWN_SUITES:
+        return suite
+    return None
