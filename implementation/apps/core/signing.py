@@ -42,13 +42,14 @@ __all__ = ["BODY_SHA256", "SigningAuth", "body_sha256", "sign", "string_to_sign"
 
 
 def string_to_sign(
-    method: bytes, path: bytes, timestamp: bytes, user_id: bytes, body_sha256: bytes
+    method: bytes, path: bytes, timestamp: bytes, user_id: bytes, body_digest: bytes
 ) -> bytes:
-    """The signed string for a request whose body has the hex SHA-256 ``body_sha256``."""
-    return b"\n".join((method, path, timestamp, user_id, body_sha256))
+    """The signed string for a request whose body's hex SHA-256 is ``body_digest``."""
+    return b"\n".join((method, path, timestamp, user_id, body_digest))
 
 
 def body_sha256(body: bytes) -> bytes:
+    """The hex SHA-256 of ``body``, as signed."""
     return hashlib.sha256(body).hexdigest().encode("ascii")
 
 
