@@ -36,13 +36,4 @@ async def chat_stream(request: HttpRequest) -> HttpResponseBase:
 @csrf_protect_raw_body
 @api_view(methods=["POST"], login=True)
 async def chat_file(request: HttpRequest) -> HttpResponseBase:
-    upload = await read_upload(request)
-    return await proxy(
-        request,
-        CHAT_FILE.upstream,
-        body=upload.chunks,
-        content_type=upload.content_type,
-        content_length=upload.size,
-        body_sha256=upload.sha256,
-        stream=False,
-    )
+    return await proxy(request, CHAT_FILE.upstream, await read_upload(request), stream=False)

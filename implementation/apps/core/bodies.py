@@ -51,16 +51,16 @@ def read_json_object(request: HttpRequest) -> tuple[bytes, dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Upload:
-    """A checked, rebuilt upload, ready to forward."""
+class OutgoingBody:
+    """What the gateway sends the service as a request body, and what describes it."""
 
-    chunks: AsyncIterator[bytes]
-    size: int
+    content: bytes | AsyncIterator[bytes]
     content_type: str
-    sha256: bytes | None  # hex digest of ``chunks``, taken only when requests are signed
+    length: int | None = None  # a streamed body's length, sent as Content-Length
+    sha256: bytes | None = None  # its hex digest, so a signed request leaves it unread
 
 
-async def read_upload(request: HttpRequest) -> Upload:
+async def read_upload(request: HttpRequest) -> OutgoingBody:
     """A multipart upload, checked and rebuilt, Django's way.
 
     Refused before anything is sent upstream: 415 unless multipart/form-data,
@@ -75,8 +75,7 @@ async def read_upload(request: HttpRequest) -> Upload:
     boundary = check_upload_headers(request)
     # Django has the whole body already; parsing 10 MiB of it takes tens of
     # milliseconds in one go: keep that off the event loop.
-    spool, size = await sync_to_async(_spool_checked, thread_sensitive=False)(request, boundary)
-    return Upload(spool.chunks(), size, request.META["CONTENT_TYPE"], spool.sha256)
+    return await sync_to_async(_spool_checked, thread_sensitive=False)(request, boundary)
 
 
 def check_upload_headers(request: HttpRequest) -> str:
@@ -96,8 +95,9 @@ class UploadSpool:
     """An upload checked and rebuilt (apps/core/uploads.py) into a spool as its bytes arrive.
 
     ``write`` raises the ProblemError a chunk earns (413 past the limits, 415,
-    400); ``finish`` checks the body ended and returns its rebuilt length.
-    Whoever holds the spool closes it, or hands that job to ``chunks()``.
+    400); ``finish`` checks the body ended and returns it, ready to forward,
+    with its rebuilt length. Whoever holds the spool closes it, or hands that
+    job to the returned body's chunks.
     """
 
     def __init__(self, boundary: str) -> None:
@@ -107,7 +107,6 @@ class UploadSpool:
         # Signed requests need the body's digest up front: take it on the way
         # in, so the signer need not read the spool into memory (apps/core/signing.py).
         self._hash = hashlib.sha256() if settings.FASTAPI_AUTH_MODE == "hmac" else None
-        self.sha256: bytes | None = None  # set by finish()
         out = self._spool if self._hash is None else _Hashing(self._spool, self._hash)
         try:
             self._rewriter = UploadRewriter(
@@ -123,18 +122,18 @@ class UploadSpool:
             raise ProblemError(413, _too_large())
         self._rewriter.write(chunk)
 
-    def finish(self) -> int:
+    def finish(self, content_type: str) -> OutgoingBody:
+        """The rebuilt body, sent under the upload's own ``content_type`` (same boundary)."""
         self._rewriter.close()
         self._spool.seek(0)
-        if self._hash is not None:
-            self.sha256 = self._hash.hexdigest().encode("ascii")
-        return self._rewriter.size
+        digest = None if self._hash is None else self._hash.hexdigest().encode("ascii")
+        return OutgoingBody(self._chunks(), content_type, self._rewriter.size, digest)
 
     def close(self) -> None:
         self._spool.close()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The rebuilt body in chunks; closes the spool when done (or dropped)."""
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """The rebuilt body in chunks; closes the spool when done."""
         # Reads hit a local spool (memory, or a temp file past SPOOL_IN_MEMORY):
         # no network wait, so reading synchronously here does not stall the loop.
         try:
@@ -156,12 +155,12 @@ class _Hashing:
         self._out.write(data)
 
 
-def _spool_checked(request: HttpRequest, boundary: str) -> tuple[UploadSpool, int]:
+def _spool_checked(request: HttpRequest, boundary: str) -> OutgoingBody:
     spool = UploadSpool(boundary)
     try:
         while chunk := request.read(CHUNK_SIZE):
             spool.write(chunk)
-        return spool, spool.finish()
+        return spool.finish(request.META["CONTENT_TYPE"])
     except BaseException:
         spool.close()
         raise

@@ -63,7 +63,13 @@ from django.utils.cache import patch_vary_headers
 from django.utils.log import log_response
 
 from apps.core import proxy_views
-from apps.core.bodies import JSON, UploadSpool, check_upload_headers, read_json_object
+from apps.core.bodies import (
+    JSON,
+    OutgoingBody,
+    UploadSpool,
+    check_upload_headers,
+    read_json_object,
+)
 from apps.core.problems import ProblemError
 from apps.core.request_id import REQUEST_ID_HEADER, get_request_id
 from apps.core.session_users import SessionUsers, session_users
@@ -244,15 +250,9 @@ class FastPath:
             await self.app(scope, _replay(body, complete, receive), send)
             return
         request, user_id = admitted
+        outgoing = OutgoingBody(body, JSON)
         exchange = self._respond(
-            plan,
-            request,
-            route.upstream,
-            user_id,
-            send,
-            body=body,
-            content_type=JSON,
-            stream=route.stream,
+            plan, request, route.upstream, user_id, send, outgoing, stream=route.stream
         )
         await _until_disconnect(exchange, receive)
 
@@ -270,30 +270,21 @@ class FastPath:
             await self.app(scope, receive, send)  # not a byte of the body read
             return
         request, user_id, spool = admitted
-        body = _BodyReceiver(receive)
+        incoming = _BodyReceiver(receive)
         try:
             try:
-                if not await _spool_body(spool, body):
+                if not await _spool_body(spool, incoming):
                     return  # the client left before its body arrived
-                size = spool.finish()
+                body = spool.finish(request.META["CONTENT_TYPE"])
             except ProblemError as exc:
                 spool.close()
                 response = exc.response()
-                if not await _drop_rest(body, limit=self.max_upload):
+                if not await _drop_rest(incoming, limit=self.max_upload):
                     response["Connection"] = "close"  # the rest stays unread
                 await self._send(plan, request, response, send)
                 return
             exchange = self._respond(
-                plan,
-                request,
-                route.upstream,
-                user_id,
-                send,
-                body=spool.chunks(),
-                content_type=request.META["CONTENT_TYPE"],
-                content_length=size,
-                body_sha256=spool.sha256,
-                stream=False,
+                plan, request, route.upstream, user_id, send, body, stream=False
             )
             await _until_disconnect(exchange, receive)
         finally:
@@ -372,23 +363,13 @@ class FastPath:
         upstream_path: str,
         user_id: Any,
         send: Send,
+        body: OutgoingBody,
         *,
-        body: proxy_views.RequestBody,
-        content_type: str,
         stream: bool,
-        content_length: int | None = None,
-        body_sha256: bytes | None = None,
     ) -> None:
         try:
             response = await proxy_views.forward(
-                request,
-                upstream_path,
-                user_id=user_id,
-                body=body,
-                content_type=content_type,
-                stream=stream,
-                content_length=content_length,
-                body_sha256=body_sha256,
+                request, upstream_path, user_id=user_id, body=body, stream=stream
             )
         except Exception as exc:
             # What Django does with an exception a view raises: handler500 (logged).

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from apps.core.async_client import get_client, service_url
-from apps.core.bodies import JSON, read_json_object
+from apps.core.bodies import JSON, OutgoingBody, read_json_object
 from apps.core.failures import (
     MAX_ERROR_BODY,
     bad_upstream_answer,
@@ -38,7 +38,6 @@ from apps.core.sse import EventBoundaryBuffer
 
 logger = logging.getLogger(__name__)
 
-RequestBody = bytes | AsyncIterator[bytes]
 EVENT_STREAM = "text/event-stream"
 STREAM_UNFINISHED = "The AI service stream ended before it was done."
 V = TypeVar("V", bound=Callable[..., Any])
@@ -78,32 +77,16 @@ def fast_path_route(route: Route) -> Callable[[V], V]:
 
 async def proxy_json(request: HttpRequest, route: JsonRoute) -> HttpResponseBase:
     """The body of a JSON route's view: check the body (415/413/400), then proxy it."""
-    body, _ = read_json_object(request)
-    return await proxy(request, route.upstream, body=body, content_type=JSON, stream=route.stream)
+    raw, _ = read_json_object(request)
+    return await proxy(request, route.upstream, OutgoingBody(raw, JSON), stream=route.stream)
 
 
 async def proxy(
-    request: HttpRequest,
-    upstream_path: str,
-    *,
-    body: RequestBody,
-    content_type: str,
-    stream: bool,
-    content_length: int | None = None,
-    body_sha256: bytes | None = None,
+    request: HttpRequest, upstream_path: str, body: OutgoingBody, *, stream: bool
 ) -> HttpResponseBase:
     """POST ``body`` to the service at ``upstream_path`` on behalf of the session user."""
     user = await request.auser()  # type: ignore[attr-defined]
-    return await forward(
-        request,
-        upstream_path,
-        user_id=user.pk,
-        body=body,
-        content_type=content_type,
-        stream=stream,
-        content_length=content_length,
-        body_sha256=body_sha256,
-    )
+    return await forward(request, upstream_path, user_id=user.pk, body=body, stream=stream)
 
 
 async def forward(
@@ -111,16 +94,10 @@ async def forward(
     upstream_path: str,
     *,
     user_id: object,
-    body: RequestBody,
-    content_type: str,
+    body: OutgoingBody,
     stream: bool,
-    content_length: int | None = None,
-    body_sha256: bytes | None = None,
 ) -> HttpResponseBase:
     """POST ``body`` to the service as ``user_id``; the browser's answer.
-
-    ``content_length`` and ``body_sha256`` (hex) describe a streamed body,
-    so it goes out with its length and, in hmac mode, is signed unread.
 
     The user's rate limit and stream slots are checked first (a 429 never
     reaches the service). Errors come back as problem responses
@@ -137,10 +114,7 @@ async def forward(
             upstream_path,
             user_id=user_id,
             body=body,
-            content_type=content_type,
             stream=stream,
-            content_length=content_length,
-            body_sha256=body_sha256,
             on_close=None if slot is None else slot.release,
         )
         return response
@@ -154,11 +128,8 @@ async def _exchange(
     upstream_path: str,
     *,
     user_id: object,
-    body: RequestBody,
-    content_type: str,
+    body: OutgoingBody,
     stream: bool,
-    content_length: int | None,
-    body_sha256: bytes | None,
     on_close: Callable[[], None] | None,
 ) -> tuple[HttpResponseBase, bool]:
     """(the browser's answer, whether a relay took over the upstream response)."""
@@ -168,19 +139,19 @@ async def _exchange(
         secret=settings.FASTAPI_SECRET,
         user_id=user_id,
         request_id=request_id,
-        content_type=content_type,
+        content_type=body.content_type,
         client_address=request.META.get("REMOTE_ADDR"),
     )
-    if content_length is not None:
+    if body.length is not None:
         # Forward a streamed body with its length rather than chunked.
-        headers.append(("content-length", str(content_length)))
+        headers.append(("content-length", str(body.length)))
     client = get_client()
     outgoing = client.build_request(
         "POST",
         service_url(upstream_path),
-        content=body,
+        content=body.content,
         headers=headers,
-        extensions={} if body_sha256 is None else {BODY_SHA256: body_sha256},
+        extensions={} if body.sha256 is None else {BODY_SHA256: body.sha256},
     )
     try:
         upstream = await client.send(outgoing, stream=True)

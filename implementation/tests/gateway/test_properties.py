@@ -484,7 +484,8 @@ def run_upload(body: bytes, content_type: str) -> tuple[bytes, int, str]:
     async def go() -> tuple[bytes, int, str]:
         request = factory.generic("POST", "/api/chat/file/", body, content_type=content_type)
         upload = await read_upload(request)
-        return await drain(upload.chunks), upload.size, upload.content_type
+        assert upload.length is not None
+        return await drain(upload.content), upload.length, upload.content_type
 
     return asyncio.run(go())
 
