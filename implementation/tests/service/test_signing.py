@@ -57,6 +57,18 @@ def signed_headers(
     ]
 
 
+def signed_scope(body: bytes) -> dict[str, Any]:
+    """The ASGI scope of a POST to PATH signed for ``body``."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "headers": signed_headers(body),
+    }
+
+
 class Echo:
     """An inner app that answers 200 with the body it read, and counts its calls."""
 
@@ -308,14 +320,7 @@ async def test_a_growing_body_is_cut_at_the_limit() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": b"",
-        "headers": signed_headers(body),
-    }
+    scope = signed_scope(body)
     await gate()(scope, receive, send)
     assert sent[0]["status"] == 413
     assert received == LIMIT // 100 + 1, "the body was read past the limit"
@@ -334,14 +339,7 @@ async def test_a_client_gone_while_sending_gets_no_answer() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": b"",
-        "headers": signed_headers(b"{}"),
-    }
+    scope = signed_scope(b"{}")
     await closed_gate()(scope, receive, send)
     assert sent == []
 
@@ -367,14 +365,7 @@ async def test_after_the_body_the_app_hears_the_client_again() -> None:
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": b"",
-        "headers": signed_headers(b"{}"),
-    }
+    scope = signed_scope(b"{}")
     await gate(app)(scope, receive, send)
     assert heard == ["http.request", "http.disconnect"]
 
