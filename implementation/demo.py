@@ -54,8 +54,9 @@ def main() -> None:
     gateway_url = f"http://{HOST}:{args.gateway_port}"
     env = {
         **os.environ,
-        "FASTAPI_SECRET": secret,
-        "FASTAPI_BASE_URL": service_url,
+        "FASTAPI_SECRET": secret,  # the service's name for it
+        "SERVICE_SECRET": secret,  # the gateway's
+        "SERVICE_BASE_URL": service_url,
         "LLM_BASE_URL": llm_url,
         "LLM_API_KEY": os.environ.get("LLM_API_KEY", "sk-demo"),
         "LLM_MODEL": os.environ.get("LLM_MODEL", "fake-model"),
@@ -107,7 +108,7 @@ def main() -> None:
                 # Idle browser connections outlive the clients' own keep-alive (README).
                 "--timeout-keep-alive",
                 "75",
-                # X-Forwarded-* are believed only from GATEWAY_TRUSTED_PROXIES (apps/core/edge.py).
+                # X-Forwarded-* believed only from GATEWAY_TRUSTED_PROXIES (gateway/asgi/edge.py).
                 "--no-proxy-headers",
             ],
             HERE,

@@ -2,7 +2,7 @@
 
 import httpx
 
-from apps.core import proxy_views
+from gateway.proxy import forward
 from lamla.asgi import application
 
 
@@ -10,5 +10,5 @@ def _reraise(exc: httpx.HTTPError, **kwargs: str) -> None:
     raise exc
 
 
-proxy_views.transport_failure = _reraise
+forward.transport_failure = _reraise
 __all__ = ["application"]

@@ -2,10 +2,10 @@
 
 from collections.abc import AsyncIterator
 
-from apps.core import proxy_views
+from gateway.proxy import forward
 from lamla.asgi import application
 
-_open_relay = proxy_views.open_relay
+_open_relay = forward.open_relay
 
 
 async def _buffering_relay(upstream, **kwargs) -> AsyncIterator[bytes]:  # type: ignore[no-untyped-def]
@@ -18,5 +18,5 @@ async def _buffering_relay(upstream, **kwargs) -> AsyncIterator[bytes]:  # type:
     return once()
 
 
-proxy_views.open_relay = _buffering_relay
+forward.open_relay = _buffering_relay
 __all__ = ["application"]

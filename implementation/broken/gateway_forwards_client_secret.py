@@ -1,9 +1,9 @@
 """Broken on purpose: the gateway forwards the client's own X-Internal-Secret (GW-PROXY-3)."""
 
-from apps.core import proxy_views
+from gateway.proxy import forward
 from lamla.asgi import application
 
-_upstream_request_headers = proxy_views.upstream_request_headers
+_upstream_request_headers = forward.upstream_request_headers
 
 
 def _forwarding_client_secret(incoming, **kwargs):  # type: ignore[no-untyped-def]
@@ -16,5 +16,5 @@ def _forwarding_client_secret(incoming, **kwargs):  # type: ignore[no-untyped-de
     return headers
 
 
-proxy_views.upstream_request_headers = _forwarding_client_secret
+forward.upstream_request_headers = _forwarding_client_secret
 __all__ = ["application"]

@@ -2,8 +2,8 @@
 
 from http.cookiejar import CookieJar
 
-from apps.core import async_client
+from gateway.upstream import client
 from lamla.asgi import application
 
-async_client.NoCookieJar = CookieJar  # type: ignore[misc]
+client.NoCookieJar = CookieJar  # type: ignore[misc]
 __all__ = ["application"]

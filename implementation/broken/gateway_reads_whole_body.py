@@ -1,6 +1,6 @@
 """Broken on purpose: no body guard, so Django reads a whole body before refusing it (LIMIT-1)."""
 
-from apps.core.body_limits import BodyLimit
+from gateway.asgi.body_limit import BodyLimit
 from lamla.asgi import application
 
 

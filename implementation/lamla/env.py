@@ -19,6 +19,14 @@ def _raw(name: str) -> str | None:
     return value or None
 
 
+def env_name(name: str, *older: str) -> str:
+    """``name``, or the first of its ``older`` names that is set (kept for existing deployments)."""
+    for candidate in (name, *older):
+        if _raw(candidate) is not None:
+            return candidate
+    return name
+
+
 def env_str(name: str, default: str) -> str:
     value = _raw(name)
     return default if value is None else value

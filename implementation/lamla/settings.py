@@ -2,7 +2,7 @@
 
 See implementation.toml for the variables the contract harness sets. The
 gateway owns users, sessions and CSRF; everything AI-related is proxied to the
-internal FastAPI service over one pooled httpx.AsyncClient (apps/core).
+internal FastAPI service over one pooled httpx.AsyncClient (gateway/).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
-from lamla.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from lamla.env import env_bool, env_choice, env_float, env_int, env_list, env_name, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "apps.core.request_id.RequestIdMiddleware",
+    "gateway.request_id.RequestIdMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -115,45 +115,61 @@ MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 10 * 1024 * 1024, minimum=1)
 MULTIPART_OVERHEAD = 64 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_JSON_BODY
 
-# The internal FastAPI service.
-FASTAPI_BASE_URL = env_str("FASTAPI_BASE_URL", "http://127.0.0.1:8001")
-FASTAPI_SECRET_PLACEHOLDER = "change-me-in-production-secret-key"  # noqa: S105
-FASTAPI_SECRET = env_str("FASTAPI_SECRET", FASTAPI_SECRET_PLACEHOLDER)
-FASTAPI_CONNECT_TIMEOUT = env_float("FASTAPI_CONNECT_TIMEOUT", 5.0)
-FASTAPI_READ_TIMEOUT = env_float("FASTAPI_READ_TIMEOUT", 60.0)
-FASTAPI_WRITE_TIMEOUT = env_float("FASTAPI_WRITE_TIMEOUT", 5.0)
-FASTAPI_POOL_TIMEOUT = env_float("FASTAPI_POOL_TIMEOUT", 5.0)
+# The internal service. Each SERVICE_* variable may also be given by the seed's
+# name for it, FASTAPI_* (FASTAPI_BASE_URL, FASTAPI_SECRET, ...); SERVICE_* wins.
+SERVICE_BASE_URL = env_str(
+    env_name("SERVICE_BASE_URL", "FASTAPI_BASE_URL"), "http://127.0.0.1:8001"
+)
+SERVICE_SECRET_PLACEHOLDER = "change-me-in-production-secret-key"  # noqa: S105
+SERVICE_SECRET = env_str(env_name("SERVICE_SECRET", "FASTAPI_SECRET"), SERVICE_SECRET_PLACEHOLDER)
+SERVICE_CONNECT_TIMEOUT = env_float(
+    env_name("SERVICE_CONNECT_TIMEOUT", "FASTAPI_CONNECT_TIMEOUT"), 5.0
+)
+SERVICE_READ_TIMEOUT = env_float(env_name("SERVICE_READ_TIMEOUT", "FASTAPI_READ_TIMEOUT"), 60.0)
+SERVICE_WRITE_TIMEOUT = env_float(env_name("SERVICE_WRITE_TIMEOUT", "FASTAPI_WRITE_TIMEOUT"), 5.0)
+SERVICE_POOL_TIMEOUT = env_float(env_name("SERVICE_POOL_TIMEOUT", "FASTAPI_POOL_TIMEOUT"), 5.0)
 # With HTTP/1.1 every live stream holds one pooled connection, so this is the
-# most streams one worker carries at once (the 1,001st waits FASTAPI_POOL_TIMEOUT,
+# most streams one worker carries at once (the 1,001st waits SERVICE_POOL_TIMEOUT,
 # then gets 503). 1,000 is the per-worker load the gateway is built for; each
 # connection also costs a file descriptor: raise `ulimit -n` above 2x this.
-FASTAPI_MAX_CONNECTIONS = env_int("FASTAPI_MAX_CONNECTIONS", 1000, minimum=1)
-FASTAPI_MAX_KEEPALIVE = env_int("FASTAPI_MAX_KEEPALIVE", 100)
+SERVICE_MAX_CONNECTIONS = env_int(
+    env_name("SERVICE_MAX_CONNECTIONS", "FASTAPI_MAX_CONNECTIONS"), 1000, minimum=1
+)
+SERVICE_MAX_KEEPALIVE = env_int(env_name("SERVICE_MAX_KEEPALIVE", "FASTAPI_MAX_KEEPALIVE"), 100)
 # MUST stay below the service's keep-alive timeout (uvicorn --timeout-keep-alive,
 # 5 s): otherwise the client reuses a connection the service is closing and the
 # request fails with "Server disconnected without sending a response"
 # (httpx #2487). The system check lamla.W001 warns at >= 5 s.
-FASTAPI_KEEPALIVE_EXPIRY = env_float("FASTAPI_KEEPALIVE_EXPIRY", 4.0)
+SERVICE_KEEPALIVE_EXPIRY = env_float(
+    env_name("SERVICE_KEEPALIVE_EXPIRY", "FASTAPI_KEEPALIVE_EXPIRY"), 4.0
+)
 # Off by default: http2=True on an http:// URL silently stays HTTP/1.1, and h2c
 # with httpcore 1.0.9 leaks streams on early close (httpcore #943).
-FASTAPI_HTTP2 = env_bool("FASTAPI_HTTP2", False)
-# What carries the bytes under the httpx client: "aiohttp" (apps/core/transport.py;
+SERVICE_HTTP2 = env_bool(env_name("SERVICE_HTTP2", "FASTAPI_HTTP2"), False)
+# What carries the bytes under the httpx client: "aiohttp" (gateway/upstream/transport.py;
 # its cost does not grow with the pool) or "httpcore" (httpx's own transport,
-# needed for FASTAPI_HTTP2). README, "The gateway fast path", has the numbers.
-FASTAPI_TRANSPORT = env_choice("FASTAPI_TRANSPORT", "aiohttp", ("aiohttp", "httpcore"))
+# needed for SERVICE_HTTP2). README, "The gateway fast path", has the numbers.
+SERVICE_TRANSPORT = env_choice(
+    env_name("SERVICE_TRANSPORT", "FASTAPI_TRANSPORT"), "aiohttp", ("aiohttp", "httpcore")
+)
 # The most a non-streamed service answer may hold before it counts as a failure.
-FASTAPI_MAX_RESPONSE_BODY = env_int("FASTAPI_MAX_RESPONSE_BODY", 8 * 1024 * 1024, minimum=1)
+SERVICE_MAX_RESPONSE_BODY = env_int(
+    env_name("SERVICE_MAX_RESPONSE_BODY", "FASTAPI_MAX_RESPONSE_BODY"), 8 * 1024 * 1024, minimum=1
+)
 
-# The ASGI fast path (apps/core/fastpath.py) serves the happy path of the JSON
+# The ASGI fast path (gateway/asgi/fastpath.py) serves the happy path of the JSON
 # proxy routes without Django's per-request thread hops and hands everything
 # else to Django. Off, every request goes through Django (the baseline).
 GATEWAY_FAST_PATH = env_bool("GATEWAY_FAST_PATH", True)
+# The seed's old sync views at /api/legacy/ (apps/chatbot/views.py): off unless
+# asked for; on, they keep the async routes' limits and header rules.
+GATEWAY_LEGACY_VIEWS = env_bool("GATEWAY_LEGACY_VIEWS", False)
 # How long the fast path trusts a verified session (seconds): logout in this
 # process revokes at once, elsewhere (another worker) within this delay.
 GATEWAY_SESSION_CACHE_TTL = env_float("GATEWAY_SESSION_CACHE_TTL", 5.0)
 GATEWAY_SESSION_CACHE_SIZE = env_int("GATEWAY_SESSION_CACHE_SIZE", 10_000)
 # Freeze the objects built at startup out of the garbage collector's scans and
-# collect young garbage in larger batches (apps/core/gc_tuning.py).
+# collect young garbage in larger batches (gateway/asgi/gc_tuning.py).
 GATEWAY_GC_TUNING = env_bool("GATEWAY_GC_TUNING", True)
 
 # Limits per user (LIMIT-3, LIMIT-4). Rates are "N/s", "N/m", "N/h" or "N/d";
@@ -176,7 +192,9 @@ GATEWAY_TRUSTED_PROXIES = env_list("GATEWAY_TRUSTED_PROXIES", "")
 # How the gateway proves itself to the service: "secret" sends X-Internal-Secret
 # (the default); "hmac" signs each request with it instead (SEC-7), and the
 # secret never travels. The service must be set to the same mode.
-FASTAPI_AUTH_MODE = env_choice("FASTAPI_AUTH_MODE", "secret", ("secret", "hmac"))
+SERVICE_AUTH_MODE = env_choice(
+    env_name("SERVICE_AUTH_MODE", "FASTAPI_AUTH_MODE"), "secret", ("secret", "hmac")
+)
 
 # Console logging at INFO. Nothing here formats request objects, headers or
 # cookies; the proxy never logs the secret.
@@ -193,7 +211,8 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "apps": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # One INFO line per service call is noise; failures are logged by apps.core.
+        "gateway": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # One INFO line per service call is noise; failures are logged by the gateway.
         "httpx": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "httpcore": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },

@@ -1,7 +1,12 @@
-"""URLs: everything lives under /api/; unknown /api/ paths are 404 problems."""
+"""URLs: everything lives under /api/; unknown /api/ paths are 404 problems.
+
+The proxied routes' paths are in gateway/routes.py; each app's URLconf takes
+its own from there, so they are included here without a prefix.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import include, path, re_path
 
 from apps.core import views as core_views
@@ -9,9 +14,9 @@ from apps.core import views as core_views
 urlpatterns = [
     path("api/health/", core_views.health, name="health"),
     path("api/auth/", include("apps.accounts.urls")),
-    path("api/chat/", include("apps.chatbot.urls")),
-    path("api/quiz/", include("apps.quiz.urls")),
-    path("api/legacy/", include("apps.chatbot.legacy_urls")),
+    path("", include("apps.chatbot.urls")),
+    path("", include("apps.quiz.urls")),
+    *([path("", include("apps.chatbot.legacy_urls"))] if settings.GATEWAY_LEGACY_VIEWS else []),
     re_path(r"^api/(?P<path>.*)$", core_views.api_not_found),
 ]
 

@@ -15,6 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lamla.settings")
 
 application = get_wsgi_application()
 
-from apps.core.checks import raise_for_errors  # noqa: E402  (needs the app registry)
+from gateway.checks import raise_for_errors  # noqa: E402  (needs the app registry)
 
 raise_for_errors()  # WSGI has no lifespan: refuse to start here instead

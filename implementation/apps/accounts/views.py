@@ -12,9 +12,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.middleware.csrf import get_token
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from apps.core.bodies import read_json_object
-from apps.core.decorators import api_view
-from apps.core.problems import ProblemError
+from gateway.auth.decorators import api_view
+from gateway.problems import ProblemError
+from gateway.proxy.bodies import read_json_object
 
 
 @api_view(methods=["GET"])

@@ -1,14 +1,10 @@
-"""The old sync views, kept at /api/legacy/ for backward compatibility and as a baseline."""
+"""Routes to the seed's old sync views (apps/chatbot/views.py), when GATEWAY_LEGACY_VIEWS is on."""
 
 from __future__ import annotations
 
-from django.urls import path
-
 from apps.chatbot import views
+from apps.core.proxy_views import urlpatterns as route_patterns
 
 app_name = "legacy"
 
-urlpatterns = [
-    path("chat/", views.chat, name="chat"),
-    path("chat/stream/", views.chat_stream, name="chat-stream"),
-]
+urlpatterns = route_patterns(app_name, views.views)

@@ -1,13 +1,10 @@
+"""Routes to the chat app's async views; the paths come from gateway/routes.py."""
+
 from __future__ import annotations
 
-from django.urls import path
-
 from apps.chatbot import async_views
+from apps.core.proxy_views import urlpatterns as route_patterns
 
 app_name = "chatbot"
 
-urlpatterns = [
-    path("", async_views.chat, name="chat"),
-    path("stream/", async_views.chat_stream, name="chat-stream"),
-    path("file/", async_views.chat_file, name="chat-file"),
-]
+urlpatterns = route_patterns(app_name, async_views.views)

@@ -17,22 +17,25 @@ import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from apps.core.async_client import NoCookieJar
-from apps.core.bodies import read_json_object
-from apps.core.decorators import api_view
-from apps.core.failures import (
+from gateway.auth.decorators import api_view
+from gateway.problems import problem_json_bytes
+from gateway.proxy.bodies import read_json_object
+from gateway.proxy.failures import (
     MAX_ERROR_BODY,
     bad_upstream_answer,
     transport_failure,
     upstream_error,
 )
-from apps.core.headers import downstream_response_headers, upstream_request_headers
-from apps.core.problems import problem_json_bytes
-from apps.core.proxy_views import STREAM_UNFINISHED, is_event_stream, json_answer, stream_failure
-from apps.core.request_id import get_request_id
-from apps.core.signing import SigningAuth
-from apps.core.sse import EventBoundaryBuffer
+from gateway.proxy.forward import is_event_stream, json_answer
+from gateway.proxy.headers import downstream_response_headers, upstream_request_headers
+from gateway.proxy.relay import STREAM_UNFINISHED, stream_failure
+from gateway.proxy.sse import EventBoundaryBuffer
+from gateway.request_id import get_request_id
+from gateway.routes import routes_of
+from gateway.upstream.client import NoCookieJar
+from gateway.upstream.signing import SigningAuth
 
+_ROUTES = {route.name: route for route in routes_of("legacy")}
 _lock = threading.Lock()
 _client: httpx.Client | None = None
 
@@ -43,24 +46,24 @@ def get_sync_client() -> httpx.Client:
     with _lock:
         if _client is None or _client.is_closed:
             _client = httpx.Client(
-                base_url=settings.FASTAPI_BASE_URL,
+                base_url=settings.SERVICE_BASE_URL,
                 timeout=httpx.Timeout(
-                    connect=settings.FASTAPI_CONNECT_TIMEOUT,
-                    read=settings.FASTAPI_READ_TIMEOUT,
-                    write=settings.FASTAPI_WRITE_TIMEOUT,
-                    pool=settings.FASTAPI_POOL_TIMEOUT,
+                    connect=settings.SERVICE_CONNECT_TIMEOUT,
+                    read=settings.SERVICE_READ_TIMEOUT,
+                    write=settings.SERVICE_WRITE_TIMEOUT,
+                    pool=settings.SERVICE_POOL_TIMEOUT,
                 ),
                 limits=httpx.Limits(
-                    max_connections=settings.FASTAPI_MAX_CONNECTIONS,
-                    max_keepalive_connections=settings.FASTAPI_MAX_KEEPALIVE,
-                    keepalive_expiry=settings.FASTAPI_KEEPALIVE_EXPIRY,
+                    max_connections=settings.SERVICE_MAX_CONNECTIONS,
+                    max_keepalive_connections=settings.SERVICE_MAX_KEEPALIVE,
+                    keepalive_expiry=settings.SERVICE_KEEPALIVE_EXPIRY,
                 ),
                 trust_env=False,
                 follow_redirects=False,
                 cookies=NoCookieJar(),
                 # Signed like the async client's requests in hmac mode (SEC-7).
-                auth=SigningAuth(settings.FASTAPI_SECRET)
-                if settings.FASTAPI_AUTH_MODE == "hmac"
+                auth=SigningAuth(settings.SERVICE_SECRET)
+                if settings.SERVICE_AUTH_MODE == "hmac"
                 else None,
             )
         return _client
@@ -69,7 +72,7 @@ def get_sync_client() -> httpx.Client:
 def _send(request: HttpRequest, path: str, body: bytes) -> httpx.Response:
     headers = upstream_request_headers(
         request.headers.items(),
-        secret=settings.FASTAPI_SECRET,
+        secret=settings.SERVICE_SECRET,
         user_id=request.user.pk,  # type: ignore[attr-defined]
         request_id=get_request_id(request),
         content_type="application/json",
@@ -104,7 +107,7 @@ def _error(upstream: httpx.Response, path: str, request_id: str) -> HttpResponse
 @api_view(methods=["POST"], login=True)
 def chat(request: HttpRequest) -> HttpResponseBase:
     body, _ = read_json_object(request)
-    path, request_id = "/chatbot/", get_request_id(request)
+    path, request_id = _ROUTES["chat"].upstream, get_request_id(request)
     try:
         upstream = _send(request, path, body)
     except httpx.HTTPError as exc:
@@ -113,7 +116,7 @@ def chat(request: HttpRequest) -> HttpResponseBase:
         if not upstream.is_success:
             return _error(upstream, path, request_id)
         try:
-            content = _read_bounded(upstream, settings.FASTAPI_MAX_RESPONSE_BODY)
+            content = _read_bounded(upstream, settings.SERVICE_MAX_RESPONSE_BODY)
         except httpx.HTTPError as exc:
             return transport_failure(exc, path=path, request_id=request_id)
         return json_answer(upstream, content, path=path, request_id=request_id)
@@ -124,7 +127,7 @@ def chat(request: HttpRequest) -> HttpResponseBase:
 @api_view(methods=["POST"], login=True)
 def chat_stream(request: HttpRequest) -> HttpResponseBase:
     body, _ = read_json_object(request)
-    path, request_id = "/chatbot/stream/", get_request_id(request)
+    path, request_id = _ROUTES["chat-stream"].upstream, get_request_id(request)
     try:
         upstream = _send(request, path, body)
     except httpx.HTTPError as exc:
@@ -169,3 +172,7 @@ def _relay(upstream: httpx.Response) -> Iterator[bytes]:
             yield tail
     finally:
         upstream.close()
+
+
+#: The views of the legacy routes, by URL name (apps/chatbot/legacy_urls.py).
+views = {"chat": chat, "chat-stream": chat_stream}

@@ -15,17 +15,18 @@ class CoreConfig(AppConfig):
     label = "core"
 
     def ready(self) -> None:
-        from apps.core import checks, session_users
+        from gateway import checks
+        from gateway.auth import session_users
 
         checks.register()
         # The fast path's session cache forgets a session the moment it ends here.
         user_logged_out.connect(
-            session_users.evict_logged_out, dispatch_uid="apps.core.session_users.logout"
+            session_users.evict_logged_out, dispatch_uid="gateway.auth.session_users.logout"
         )
         store = import_module(settings.SESSION_ENGINE).SessionStore
         if hasattr(store, "get_model_class"):  # database-backed sessions
             post_delete.connect(
                 session_users.evict_deleted_session,
                 sender=store.get_model_class(),
-                dispatch_uid="apps.core.session_users.deleted",
+                dispatch_uid="gateway.auth.session_users.deleted",
             )

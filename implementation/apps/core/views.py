@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from apps.core.decorators import api_view
-from apps.core.problems import problem
+from gateway.auth.decorators import api_view
+from gateway.problems import problem
 
 
 @api_view(methods=["GET"])

@@ -1,11 +1,10 @@
+"""Routes to the quiz app's async views; the paths come from gateway/routes.py."""
+
 from __future__ import annotations
 
-from django.urls import path
-
+from apps.core.proxy_views import urlpatterns as route_patterns
 from apps.quiz import async_views
 
 app_name = "quiz"
 
-urlpatterns = [
-    path("generate/", async_views.generate, name="generate"),
-]
+urlpatterns = route_patterns(app_name, async_views.views)

@@ -10,7 +10,7 @@ HMAC-SHA256, keyed with the secret, of::
 none). No field can hold a newline (a method, a path, digits, a header value, hex),
 so the joined string is unambiguous. Everything here works on bytes, as the
 headers arrive, so nothing is decoded or normalised between signer and verifier.
-The gateway has its own copy (apps/core/signing.py): the two deployables share a
+The gateway has its own copy (gateway/upstream/signing.py): the two deployables share a
 wire format, not code.
 """
 

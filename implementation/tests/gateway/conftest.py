@@ -35,19 +35,24 @@ os.environ.update(
         "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
         "DJANGO_DB_PATH": str(STATE_DIR / "db.sqlite3"),
         "CORS_ALLOWED_ORIGINS": "http://localhost:3000",
-        "FASTAPI_BASE_URL": SERVICE_URL,
-        "FASTAPI_SECRET": SECRET,
+        "SERVICE_BASE_URL": SERVICE_URL,
+        "SERVICE_SECRET": SECRET,
         # The test process is not a worker: keep its garbage collector as it is.
         "GATEWAY_GC_TUNING": "0",
         # Far above what these tests send per user; test_limits.py sets its own.
         "GATEWAY_RATE_LIMIT_CHAT": "100000/m",
         "GATEWAY_RATE_LIMIT_QUIZ": "100000/m",
         "GATEWAY_MAX_STREAMS_PER_USER": "1000",
+        # The seed's sync views are routed, so test_legacy.py can reach them.
+        "GATEWAY_LEGACY_VIEWS": "1",
     }
 )
 for _name in (
+    "SERVICE_KEEPALIVE_EXPIRY",
     "FASTAPI_KEEPALIVE_EXPIRY",
+    "SERVICE_HTTP2",
     "FASTAPI_HTTP2",
+    "SERVICE_TRANSPORT",
     "FASTAPI_TRANSPORT",
     "MAX_UPLOAD_SIZE",
     "MAX_JSON_BODY",
@@ -87,7 +92,7 @@ def alice(database: None):
 @pytest_asyncio.fixture
 async def pooled_clients() -> AsyncIterator[None]:
     """Close this loop's pooled client after the test, as the lifespan would."""
-    from apps.core.async_client import aclose_clients
+    from gateway.upstream.client import aclose_clients
 
     yield
     await aclose_clients()
@@ -95,10 +100,10 @@ async def pooled_clients() -> AsyncIterator[None]:
 
 @pytest.fixture
 def service(pooled_clients: None) -> Iterator[object]:
-    """A respx router standing in for the service at FASTAPI_BASE_URL.
+    """A respx router standing in for the service at SERVICE_BASE_URL.
 
     ``using="httpx"`` mocks at the client, so it works whatever transport
-    FASTAPI_TRANSPORT picks (respx's default mocks httpcore only).
+    SERVICE_TRANSPORT picks (respx's default mocks httpcore only).
     """
     import respx
 

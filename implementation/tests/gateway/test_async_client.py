@@ -1,4 +1,4 @@
-"""apps/core/async_client.py: one client per process and loop, no cookies kept."""
+"""gateway/upstream/client.py: one client per process and loop, no cookies kept."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import respx
 from django.conf import settings
 from django.test import override_settings
 
-from apps.core import async_client
-from apps.core.async_client import aclose_clients, get_client
-from apps.core.transport import AiohttpTransport
+from gateway.upstream import client as async_client
+from gateway.upstream.client import aclose_clients, get_client
+from gateway.upstream.transport import AiohttpTransport
 
 from .conftest import SERVICE_URL
 
@@ -59,35 +59,35 @@ async def test_client_is_configured_from_settings() -> None:
     try:
         assert str(client.base_url).rstrip("/") == SERVICE_URL
         assert client.timeout == httpx.Timeout(
-            connect=settings.FASTAPI_CONNECT_TIMEOUT,
-            read=settings.FASTAPI_READ_TIMEOUT,
-            write=settings.FASTAPI_WRITE_TIMEOUT,
-            pool=settings.FASTAPI_POOL_TIMEOUT,
+            connect=settings.SERVICE_CONNECT_TIMEOUT,
+            read=settings.SERVICE_READ_TIMEOUT,
+            write=settings.SERVICE_WRITE_TIMEOUT,
+            pool=settings.SERVICE_POOL_TIMEOUT,
         )
         assert client.follow_redirects is False
         assert client.trust_env is False
         transport = client._transport  # type: ignore[attr-defined]
-        assert settings.FASTAPI_TRANSPORT == "aiohttp"
+        assert settings.SERVICE_TRANSPORT == "aiohttp"
         assert isinstance(transport, AiohttpTransport)
         assert transport._limits == httpx.Limits(
-            max_connections=settings.FASTAPI_MAX_CONNECTIONS,
-            max_keepalive_connections=settings.FASTAPI_MAX_KEEPALIVE,
-            keepalive_expiry=settings.FASTAPI_KEEPALIVE_EXPIRY,
+            max_connections=settings.SERVICE_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.SERVICE_MAX_KEEPALIVE,
+            keepalive_expiry=settings.SERVICE_KEEPALIVE_EXPIRY,
         )
-        assert settings.FASTAPI_KEEPALIVE_EXPIRY < 5.0
+        assert settings.SERVICE_KEEPALIVE_EXPIRY < 5.0
     finally:
         await aclose_clients()
 
 
 @pytest.mark.asyncio
-@override_settings(FASTAPI_TRANSPORT="httpcore")
+@override_settings(SERVICE_TRANSPORT="httpcore")
 async def test_httpcore_transport_is_configured_from_settings() -> None:
     client = get_client()
     try:
         pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == settings.FASTAPI_MAX_CONNECTIONS
-        assert pool._max_keepalive_connections == settings.FASTAPI_MAX_KEEPALIVE
-        assert pool._keepalive_expiry == settings.FASTAPI_KEEPALIVE_EXPIRY < 5.0
+        assert pool._max_connections == settings.SERVICE_MAX_CONNECTIONS
+        assert pool._max_keepalive_connections == settings.SERVICE_MAX_KEEPALIVE
+        assert pool._keepalive_expiry == settings.SERVICE_KEEPALIVE_EXPIRY < 5.0
     finally:
         await aclose_clients()
 

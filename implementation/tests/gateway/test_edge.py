@@ -1,4 +1,4 @@
-"""apps/core/edge.py: which proxies are believed, Secure cookies over HTTPS, security headers."""
+"""gateway/asgi/edge.py: which proxies are believed, Secure cookies over HTTPS, security headers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from apps.core.edge import edge, has_secure, secure_cookie_headers, with_security_headers
+from gateway.asgi.edge import edge, has_secure, secure_cookie_headers, with_security_headers
 
 Scope = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""apps/core/fastpath.py: the ASGI fast path answers exactly as Django would.
+"""gateway/asgi/fastpath.py: the ASGI fast path answers exactly as Django would.
 
 Every case runs twice over ASGI, once through the fast path and once through
 Django alone, and the two answers (status, headers, body) must be equal;
@@ -18,9 +18,9 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from apps.core import limits
-from apps.core.fastpath import FastPath
-from apps.core.session_users import SessionUsers
+from gateway import limits
+from gateway.asgi.fastpath import FastPath
+from gateway.auth.session_users import SessionUsers
 from lamla.asgi import django_application
 
 from .asgi_driver import HOST, Browser, Recorder, Result, call, scope
@@ -415,7 +415,7 @@ async def test_csrf_decisions_match_djangos(
 async def test_a_logged_out_session_cannot_chat_on_the_fast_path(
     django_app: Recorder, browser: Browser, service
 ) -> None:
-    from apps.core.session_users import session_users
+    from gateway.auth.session_users import session_users
 
     fast = FastPath(django_app)  # the process-wide cache, which logout evicts from
     session_users.clear()
@@ -433,7 +433,7 @@ async def test_a_logged_out_session_cannot_chat_on_the_fast_path(
 async def test_a_rotated_session_key_is_forgotten_at_once(browser: Browser, alice) -> None:
     from importlib import import_module
 
-    from apps.core.session_users import session_users
+    from gateway.auth.session_users import session_users
 
     session_users.clear()
     assert await session_users.user_id(browser.session_key) == alice.pk

@@ -1,11 +1,11 @@
-"""apps/core/headers.py: what crosses the gateway in each direction."""
+"""gateway/proxy/headers.py: what crosses the gateway in each direction."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.core.headers import (
+from gateway.proxy.headers import (
     HOP_BY_HOP,
     connection_tokens,
     downstream_response_headers,

@@ -37,7 +37,7 @@ def test_legacy_views_sign_in_hmac_mode(legacy_client, alice) -> None:
     from apps.chatbot import views
 
     body = b'{"message": "m"}'
-    with override_settings(FASTAPI_AUTH_MODE="hmac"):
+    with override_settings(SERVICE_AUTH_MODE="hmac"):
         if views._client is not None:  # built once per process, from the settings
             views._client.close()
         views._client = None

@@ -1,4 +1,4 @@
-"""apps/core/body_limits.py and apps/core/limits.py: bounded bodies, streams and rates.
+"""gateway/asgi/body_limit.py and gateway/limits.py: bounded bodies, streams and rates.
 
 The body guard is driven over ASGI in-process, so a test sees exactly how many
 body messages were pulled from the "client"; the rate and stream limits are
@@ -18,12 +18,12 @@ from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
-from apps.core import limits
-from apps.core.body_limits import BodyLimit
-from apps.core.checks import check_rate_limits
-from apps.core.fastpath import FastPath
-from apps.core.limits import Rate, RateLimiter, StreamSlots, parse_rate, window
-from apps.core.session_users import SessionUsers
+from gateway import limits
+from gateway.asgi.body_limit import BodyLimit
+from gateway.asgi.fastpath import FastPath
+from gateway.auth.session_users import SessionUsers
+from gateway.checks import check_rate_limits
+from gateway.limits import Rate, RateLimiter, StreamSlots, parse_rate, window
 from lamla.asgi import django_application
 
 from .asgi_driver import Browser, Recorder, call, scope

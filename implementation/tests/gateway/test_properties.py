@@ -1,15 +1,15 @@
 """Property tests (hypothesis) of the gateway's pure parts, beside the example tests.
 
-- header filtering (apps/core/headers.py): nothing a client sends that the service
+- header filtering (gateway/proxy/headers.py): nothing a client sends that the service
   trusts ever goes upstream; hop-by-hop headers and the headers a Connection header
   names never pass, in either direction, whatever their case or spacing;
-- SSE framing (apps/core/sse.py): any framing (LF, CRLF, CR), comments and multi-line
+- SSE framing (gateway/proxy/sse.py): any framing (LF, CRLF, CR), comments and multi-line
   data, any chunking: only whole events go out, nothing is lost or reordered, and a
   stream counts as finished exactly when it holds a done or error event
   (tests/gateway/test_sse.py has the LF-only properties);
-- problem+json (apps/core/problems.py): any status and detail give a valid problem
+- problem+json (gateway/problems.py): any status and detail give a valid problem
   whose status is the HTTP status, without a stack trace;
-- the upload and JSON body validators (apps/core/bodies.py): any body is either
+- the upload and JSON body validators (gateway/proxy/bodies.py): any body is either
   accepted unchanged or refused with 400, 413 or 415, never anything else.
 """
 
@@ -26,8 +26,15 @@ from django.test import RequestFactory, override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apps.core.bodies import read_json_object, read_upload
-from apps.core.headers import (
+from gateway.problems import (
+    PROBLEM_CONTENT_TYPE,
+    ProblemError,
+    normalize_problem,
+    problem,
+    problem_json_bytes,
+)
+from gateway.proxy.bodies import read_json_object, read_upload
+from gateway.proxy.headers import (
     HOP_BY_HOP,
     connection_tokens,
     downstream_response_headers,
@@ -35,14 +42,7 @@ from apps.core.headers import (
     strip_hop_by_hop,
     upstream_request_headers,
 )
-from apps.core.problems import (
-    PROBLEM_CONTENT_TYPE,
-    ProblemError,
-    normalize_problem,
-    problem,
-    problem_json_bytes,
-)
-from apps.core.sse import EventBoundaryBuffer
+from gateway.proxy.sse import EventBoundaryBuffer
 
 # -- headers ------------------------------------------------------------------------------------
 
@@ -362,7 +362,7 @@ def test_property_relayed_upstream_problem_is_normalized_to_the_relayed_status(
     assert "type" in body
 
 
-# -- body validators (apps/core/bodies.py) ------------------------------------------------------
+# -- body validators (gateway/proxy/bodies.py) ---------------------------------------------
 
 factory = RequestFactory()
 T = TypeVar("T")

@@ -137,13 +137,13 @@ async def test_service_refusing_the_secret_is_502_and_logged(
     alice_client, service, caplog, upstream_status: int
 ) -> None:
     service.post("/quiz/").mock(return_value=httpx.Response(upstream_status))
-    with caplog.at_level(logging.ERROR, logger="apps.core.failures"):
+    with caplog.at_level(logging.ERROR, logger="gateway.proxy.failures"):
         response = await alice_client.post(
             "/api/quiz/generate/", {"topic": "t"}, content_type="application/json"
         )
     is_problem(response, 502)
     lines = [record.getMessage() for record in caplog.records]
-    assert any("FASTAPI_SECRET does not match" in line for line in lines), lines
+    assert any("SERVICE_SECRET does not match" in line for line in lines), lines
     assert not any(SECRET in line for line in lines)
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import AsyncClient
 
-from apps.core.request_id import resolve_request_id
+from gateway.request_id import resolve_request_id
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 

@@ -1,4 +1,4 @@
-"""apps/core/session_users.py: the fast path's cache of verified sessions."""
+"""gateway/auth/session_users.py: the fast path's cache of verified sessions."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.test import Client
 
-from apps.core import session_users as module
-from apps.core.session_users import SessionUsers, verified_session
+from gateway.auth import session_users as module
+from gateway.auth.session_users import SessionUsers, verified_session
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""apps/core/signing.py: the gateway signs upstream requests in hmac mode (SEC-7)."""
+"""gateway/upstream/signing.py: the gateway signs upstream requests in hmac mode (SEC-7)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from apps.core.async_client import aclose_clients, build_client, get_client
-from apps.core.fastpath import FastPath
-from apps.core.signing import BODY_SHA256, SigningAuth
+from gateway.asgi.fastpath import FastPath
+from gateway.upstream.client import aclose_clients, build_client, get_client
+from gateway.upstream.signing import BODY_SHA256, SigningAuth
 from lamla.asgi import django_application
 
 from .asgi_driver import Browser, Recorder, call
@@ -27,7 +27,7 @@ NOW = 1_800_000_000
 
 
 def expected_signature(method: str, path: str, ts: str, user: str, body: bytes) -> str:
-    """SEC-7's definition, spelled out independently of apps/core/signing.py."""
+    """SEC-7's definition, spelled out independently of gateway/upstream/signing.py."""
     digest = hashlib.sha256(body).hexdigest()
     message = f"{method}\n{path}\n{ts}\n{user}\n{digest}".encode()
     return "v1=" + hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
@@ -85,7 +85,7 @@ async def test_without_a_user_id_the_empty_string_is_signed() -> None:
 
 @pytest.mark.asyncio
 async def test_a_streamed_body_is_signed_whole_and_sent_unchanged() -> None:
-    """The upload path: chunks from a spool with a declared length (apps/core/bodies.py)."""
+    """The upload path: chunks from a spool with a declared length (gateway/proxy/bodies.py)."""
     chunks = [bytes([i]) * 65536 for i in range(40)]  # 2.5 MiB
     body = b"".join(chunks)
 
@@ -189,7 +189,7 @@ def test_secret_mode_installs_no_auth() -> None:
     assert build_client().auth is None
 
 
-@override_settings(FASTAPI_AUTH_MODE="hmac")
+@override_settings(SERVICE_AUTH_MODE="hmac")
 def test_hmac_mode_installs_the_signing_auth() -> None:
     assert isinstance(build_client().auth, SigningAuth)
 
@@ -198,7 +198,7 @@ def test_hmac_mode_installs_the_signing_auth() -> None:
 @pytest.fixture
 def hmac_mode():
     """hmac mode for this test; the client of the secret mode is not reused."""
-    with override_settings(FASTAPI_AUTH_MODE="hmac"):
+    with override_settings(SERVICE_AUTH_MODE="hmac"):
         yield
 
 

@@ -13,8 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.core.proxy_views import open_relay
-from apps.core.sse import _NEWLINE_WALK, EventBoundaryBuffer, _last_boundary_end, has_terminal_event
+from gateway.proxy.relay import open_relay
+from gateway.proxy.sse import (
+    _NEWLINE_WALK,
+    EventBoundaryBuffer,
+    _last_boundary_end,
+    has_terminal_event,
+)
 
 
 def event(text: str) -> bytes:

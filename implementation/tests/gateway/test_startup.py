@@ -14,32 +14,32 @@ from django.core.handlers.base import BaseHandler
 from django.core.management import call_command
 from django.test import override_settings
 
-from apps.core import async_client
-from apps.core.async_client import get_client
-from apps.core.checks import check_client_settings, check_fastapi_secret, raise_for_errors
-from apps.core.lifespan import LifespanApp
+from gateway.asgi.lifespan import LifespanApp
+from gateway.checks import check_client_settings, check_fastapi_secret, raise_for_errors
+from gateway.upstream import client as async_client
+from gateway.upstream.client import get_client
 
 PLACEHOLDER = "change-me-in-production-secret-key"
 
 
 def test_placeholder_secret_is_refused_without_debug() -> None:
-    with override_settings(FASTAPI_SECRET=PLACEHOLDER, DEBUG=False):
+    with override_settings(SERVICE_SECRET=PLACEHOLDER, DEBUG=False):
         (error,) = check_fastapi_secret()
         assert error.id == "lamla.E002"
-        with pytest.raises(ImproperlyConfigured, match="FASTAPI_SECRET") as raised:
+        with pytest.raises(ImproperlyConfigured, match="SERVICE_SECRET") as raised:
             raise_for_errors()
         assert "\n" not in str(raised.value)
-    with override_settings(FASTAPI_SECRET=PLACEHOLDER, DEBUG=True):
+    with override_settings(SERVICE_SECRET=PLACEHOLDER, DEBUG=True):
         assert check_fastapi_secret() == []
-    with override_settings(FASTAPI_SECRET=""):
+    with override_settings(SERVICE_SECRET=""):
         assert check_fastapi_secret()[0].id == "lamla.E001"
 
 
 def test_keepalive_expiry_at_or_above_the_services_timeout_warns() -> None:
     assert check_client_settings() == []
-    with override_settings(FASTAPI_KEEPALIVE_EXPIRY=30.0):
+    with override_settings(SERVICE_KEEPALIVE_EXPIRY=30.0):
         assert [m.id for m in check_client_settings()] == ["lamla.W001"]
-    with override_settings(FASTAPI_HTTP2=True):
+    with override_settings(SERVICE_HTTP2=True):
         assert [m.id for m in check_client_settings()] == ["lamla.W002"]
 
 
@@ -76,11 +76,11 @@ async def test_lifespan_shutdown_closes_the_pooled_client() -> None:
 async def test_lifespan_startup_fails_with_one_line_on_the_placeholder_secret() -> None:
     app = LifespanApp(_not_http, on_startup=_startup, on_shutdown=async_client.aclose_clients)
     driver = LifespanDriver("lifespan.startup")
-    with override_settings(FASTAPI_SECRET=PLACEHOLDER, DEBUG=False):
+    with override_settings(SERVICE_SECRET=PLACEHOLDER, DEBUG=False):
         await app({"type": "lifespan"}, driver.receive, driver.send)
     (failed,) = driver.sent
     assert failed["type"] == "lifespan.startup.failed"
-    assert "FASTAPI_SECRET" in failed["message"]
+    assert "SERVICE_SECRET" in failed["message"]
     assert "\n" not in failed["message"]
 
 
@@ -103,9 +103,9 @@ async def _not_http(scope, receive, send) -> None:
 def test_the_asgi_application_is_the_lifespan_wrapper() -> None:
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-    from apps.core.body_limits import BodyLimit
-    from apps.core.edge import EdgeHeaders
-    from apps.core.fastpath import FastPath
+    from gateway.asgi.body_limit import BodyLimit
+    from gateway.asgi.edge import EdgeHeaders
+    from gateway.asgi.fastpath import FastPath
     from lamla.asgi import application, django_application
 
     assert isinstance(application, LifespanApp)
@@ -147,7 +147,7 @@ def test_ensure_user_creates_then_updates(database) -> None:
 
 
 def test_gc_tuning_freezes_startup_objects_and_raises_the_young_threshold() -> None:
-    from apps.core.gc_tuning import YOUNG_THRESHOLD, tune_gc
+    from gateway.asgi.gc_tuning import YOUNG_THRESHOLD, tune_gc
 
     before = gc.get_threshold()
     try:

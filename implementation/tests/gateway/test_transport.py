@@ -1,4 +1,4 @@
-"""apps/core/transport.py against a real loopback server: httpx's pool semantics over aiohttp.
+"""gateway/upstream/transport.py over a real loopback server: httpx's pool semantics on aiohttp.
 
 respx cannot show pooling, keep-alive, cancellation or broken connections, so
 a small aiohttp.web server plays the service here.
@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from apps.core.async_client import NoCookieJar
-from apps.core.transport import AiohttpTransport
+from gateway.upstream.client import NoCookieJar
+from gateway.upstream.transport import AiohttpTransport
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""apps/core/uploads.py: filenames neutralised (SEC-5), file bytes sniffed (SEC-6)."""
+"""gateway/proxy/uploads.py: filenames neutralised (SEC-5), file bytes sniffed (SEC-6)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from python_multipart.multipart import parse_options_header
 
-from apps.core.problems import ProblemError
-from apps.core.uploads import UNSAFE_CATEGORIES, UploadRewriter, safe_filename
+from gateway.problems import ProblemError
+from gateway.proxy.uploads import UNSAFE_CATEGORIES, UploadRewriter, safe_filename
 
 BOUNDARY = "b0undary-xyz"
 

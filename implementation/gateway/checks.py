@@ -12,23 +12,28 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.core.limits import RATE_BUCKETS, parse_rate
+from gateway.limits import parse_rate
+from gateway.routes import rate_buckets, rate_setting
 
 TAG = "lamla"
 SERVICE_KEEPALIVE_TIMEOUT = 5.0  # uvicorn's default --timeout-keep-alive
 
 
 def check_fastapi_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    secret = settings.FASTAPI_SECRET
+    secret = settings.SERVICE_SECRET
     if not secret:
         return [
-            checks.Error("FASTAPI_SECRET is empty: set it to the service's secret", id="lamla.E001")
+            checks.Error(
+                "SERVICE_SECRET (or FASTAPI_SECRET) is empty: set it to the service's secret",
+                id="lamla.E001",
+            )
         ]
-    if secret == settings.FASTAPI_SECRET_PLACEHOLDER and not settings.DEBUG:
+    if secret == settings.SERVICE_SECRET_PLACEHOLDER and not settings.DEBUG:
         return [
             checks.Error(
-                "FASTAPI_SECRET is the placeholder 'change-me-in-production-secret-key': "
-                "set FASTAPI_SECRET to the service's secret (or turn DJANGO_DEBUG on)",
+                "SERVICE_SECRET is the placeholder 'change-me-in-production-secret-key': "
+                "set SERVICE_SECRET (or FASTAPI_SECRET) to the service's secret "
+                "(or turn DJANGO_DEBUG on)",
                 id="lamla.E002",
             )
         ]
@@ -37,19 +42,19 @@ def check_fastapi_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 def check_client_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
-    if settings.FASTAPI_KEEPALIVE_EXPIRY >= SERVICE_KEEPALIVE_TIMEOUT:
+    if settings.SERVICE_KEEPALIVE_EXPIRY >= SERVICE_KEEPALIVE_TIMEOUT:
         messages.append(
             checks.Warning(
-                f"FASTAPI_KEEPALIVE_EXPIRY={settings.FASTAPI_KEEPALIVE_EXPIRY} is not below the "
+                f"SERVICE_KEEPALIVE_EXPIRY={settings.SERVICE_KEEPALIVE_EXPIRY} is not below the "
                 f"service's {SERVICE_KEEPALIVE_TIMEOUT:g} s keep-alive timeout: idle connections "
                 "may be reused as the service closes them",
                 id="lamla.W001",
             )
         )
-    if settings.FASTAPI_HTTP2 and settings.FASTAPI_BASE_URL.startswith("http://"):
+    if settings.SERVICE_HTTP2 and settings.SERVICE_BASE_URL.startswith("http://"):
         messages.append(
             checks.Warning(
-                "FASTAPI_HTTP2 is on for an http:// URL: httpx then still speaks HTTP/1.1",
+                "SERVICE_HTTP2 is on for an http:// URL: httpx then still speaks HTTP/1.1",
                 id="lamla.W002",
             )
         )
@@ -59,7 +64,7 @@ def check_client_settings(app_configs: Any = None, **kwargs: Any) -> list[checks
 def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Each GATEWAY_RATE_LIMIT_* setting must parse, or the gateway does not start."""
     messages: list[checks.CheckMessage] = []
-    for _, _, setting in RATE_BUCKETS:
+    for setting in map(rate_setting, rate_buckets()):
         try:
             parse_rate(getattr(settings, setting))
         except (TypeError, ValueError) as exc:

@@ -1,29 +1,9 @@
 """Per-user limits checked before a request reaches the service (LIMIT-3, LIMIT-4).
 
-Rate limits: ``GATEWAY_RATE_LIMIT_CHAT`` for ``/api/chat/*`` (the three chat
-routes share one bucket) and ``GATEWAY_RATE_LIMIT_QUIZ`` for ``/api/quiz/*``,
-each ``"N/s|m|h|d"``. A *fixed* window: the count of a user's requests in
-the current window (aligned to the Unix epoch, so every worker agrees on it)
-is one atomic ``incr`` of a key in Django's cache, which a shared cache
-(Redis, Memcached) does across workers; ``Retry-After`` is the whole seconds
-until the window ends. Fixed windows may let 2N requests through around a
-boundary; in exchange a check is one cache operation and the answer to
-"when may I retry" is exact.
-
-The cache call must not cost the fast path a thread hop. The async cache API
-of a backend without native async methods (LocMemCache, and Django's Redis
-and Memcached backends in 5.2) is ``sync_to_async`` around the sync one,
-i.e. a thread hop per call. An in-process backend does no I/O, so its sync
-methods are called directly on the event loop; any other backend goes
-through the async API, thread hop included, because its I/O must not block
-the loop.
-
-Stream slots: at most ``GATEWAY_MAX_STREAMS_PER_USER`` open streams per user,
-counted in this worker's memory. A slot is taken before the service is
-contacted and given back when the relay closes (the stream ended, failed,
-or the client left) or when no stream was opened after all. The count is
-per worker on purpose: a counter in a shared cache would keep the slots of
-a worker that died (or of a stream whose release never ran) forever.
+Rate limits: a fixed window per route's bucket (gateway/routes.py), counted
+with one atomic ``incr`` in Django's cache (shared across workers when the
+cache is); streams: at most GATEWAY_MAX_STREAMS_PER_USER open per user in
+this worker. The README ("A hostile world") explains both choices.
 """
 
 from __future__ import annotations
@@ -40,19 +20,15 @@ from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpResponseBase
 
-from apps.core.problems import problem
+from gateway.problems import problem
+from gateway.routes import ProxyRoute
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*([smhd])\s*")
 #: Backends that keep their data in this process: their sync methods do no I/O.
 IN_PROCESS_CACHES: tuple[type[BaseCache], ...] = (LocMemCache, DummyCache)
-#: Browser path prefix -> (bucket, setting holding its rate).
-RATE_BUCKETS = (
-    ("/api/chat/", "chat", "GATEWAY_RATE_LIMIT_CHAT"),
-    ("/api/quiz/", "quiz", "GATEWAY_RATE_LIMIT_QUIZ"),
-)
 
 
 @dataclass(frozen=True)
@@ -179,29 +155,17 @@ def reset_rate_limiter(**kwargs: Any) -> None:
     _limiter = None
 
 
-def rate_bucket(path: str) -> tuple[str, str] | None:
-    """(bucket, rate setting) of a browser path, or None when it is not rate limited."""
-    for prefix, bucket, setting in RATE_BUCKETS:
-        if path.startswith(prefix):
-            return bucket, setting
-    return None
-
-
-async def admit(
-    request: HttpRequest, user_id: object, *, stream: bool
-) -> tuple[HttpResponseBase | None, Slot | None]:
+async def admit(route: ProxyRoute, user_id: object) -> tuple[HttpResponseBase | None, Slot | None]:
     """(429 response, None) when a limit refuses the request, else (None, its stream slot).
 
     The rate is counted first, so a user hammering while at the stream limit
     uses up their rate too. The caller releases the slot when the stream ends.
     """
-    found = rate_bucket(request.path_info)
-    if found is not None:
-        bucket, setting = found
-        retry = await rate_limiter().hit(bucket, user_id, parse_rate(getattr(settings, setting)))
-        if retry is not None:
-            return too_many(f"Too many {bucket} requests: try again in {retry} s.", retry), None
-    if not stream:
+    rate = parse_rate(getattr(settings, route.rate_setting))
+    retry = await rate_limiter().hit(route.bucket, user_id, rate)
+    if retry is not None:
+        return too_many(f"Too many {route.bucket} requests: try again in {retry} s.", retry), None
+    if not route.stream:
         return None, None
     limit = settings.GATEWAY_MAX_STREAMS_PER_USER
     slot = stream_slots.acquire(user_id, limit)

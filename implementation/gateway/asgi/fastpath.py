@@ -15,7 +15,7 @@ with Django's own code for every decision:
   (SecurityMiddleware and CommonMiddleware checks, CsrfViewMiddleware's
   ``process_request``/``process_view``), then ``read_json_object``;
 - the session is checked as ``django.contrib.auth.get_user`` checks it, with
-  a short per-process cache (apps/core/session_users.py);
+  a short per-process cache (gateway/auth/session_users.py);
 - an upload is admitted on its headers alone (the CSRF token must be in the
   header, as ``csrf_protect_raw_body`` requires; ``check_upload_headers``),
   then its body is checked and rebuilt into a spool chunk by chunk as it
@@ -23,7 +23,7 @@ with Django's own code for every decision:
   is the view's, and the rest of a refused body is read and dropped, as
   Django would have read it;
 - the request goes through the same ``forward()`` as the views (which also
-  applies the user's rate limit and stream slots, apps/core/limits.py, with
+  applies the user's rate limit and stream slots, gateway/limits.py, with
   the in-process cache called without a thread hop), and the response half
   of the configured middleware (Vary, CORS, security headers, X-Request-ID,
   Content-Length) is applied to the response it returns, a 429 included.
@@ -62,17 +62,18 @@ from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
 from django.utils.log import log_response
 
-from apps.core import proxy_views
-from apps.core.bodies import (
+from gateway.auth.session_users import SessionUsers, session_users
+from gateway.problems import ProblemError
+from gateway.proxy.bodies import (
     JSON,
     OutgoingBody,
     UploadSpool,
     check_upload_headers,
     read_json_object,
 )
-from apps.core.problems import ProblemError
-from apps.core.request_id import REQUEST_ID_HEADER, get_request_id
-from apps.core.session_users import SessionUsers, session_users
+from gateway.proxy.forward import forward
+from gateway.request_id import REQUEST_ID_HEADER, get_request_id
+from gateway.routes import Kind, ProxyRoute, served
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class MiddlewarePlan:
             return self.csrf.process_request, self.csrf.process_response
         if path == "django.contrib.auth.middleware.AuthenticationMiddleware":
             return None, None  # the fast path authenticates itself (session_users)
-        if path == "apps.core.request_id.RequestIdMiddleware":
+        if path == "gateway.request_id.RequestIdMiddleware":
             return None, _set_request_id
         if path == "django.middleware.clickjacking.XFrameOptionsMiddleware":
             return None, XFrameOptionsMiddleware(_never_called).process_response
@@ -195,7 +196,8 @@ class FastPath:
         self.sessions = sessions or session_users
         self.max_body = settings.MAX_JSON_BODY
         self.max_upload = settings.MAX_UPLOAD_SIZE + settings.MULTIPART_OVERHEAD
-        self._views: dict[str, tuple[View, proxy_views.Route]] = {}
+        self._routes = {route.path: route for route in served() if route.fast_path}
+        self._views: dict[str, View | None] = {}
         try:
             self.plan: MiddlewarePlan | None = MiddlewarePlan(settings.MIDDLEWARE)
         except Unsupported as exc:
@@ -215,30 +217,37 @@ class FastPath:
             return
         await self._serve(self.plan, *target, scope, receive, send)
 
-    def _target(self, path: str) -> tuple[View, proxy_views.Route] | None:
-        """The view serving ``path`` and its route, when the view is a fast-path one."""
-        target = self._views.get(path)
-        if target is None:
+    def _target(self, path: str) -> tuple[View, ProxyRoute] | None:
+        """The view and route of a fast-path route at ``path``.
+
+        Only when Django's URLconf resolves the path to that route's own proxy
+        view (apps/core/proxy_views.py): a project that routes it elsewhere
+        keeps its view.
+        """
+        route = self._routes.get(path)
+        if route is None:
+            return None
+        if path not in self._views:
             try:
                 view = resolve(path).func
             except Resolver404:
-                return None
-            route = getattr(view, "fast_path_route", None)
-            if not isinstance(route, proxy_views.JsonRoute | proxy_views.UploadRoute):
-                return None  # not cached: only the few fast-path paths are remembered
-            target = self._views[path] = (view, route)
-        return target
+                view = None
+            if getattr(view, "proxy_route", None) != route:
+                view = None
+            self._views[path] = view
+        view = self._views[path]
+        return None if view is None else (view, route)
 
     async def _serve(
         self,
         plan: MiddlewarePlan,
         view: View,
-        route: proxy_views.Route,
+        route: ProxyRoute,
         scope: Scope,
         receive: Receive,
         send: Send,
     ) -> None:
-        if isinstance(route, proxy_views.UploadRoute):
+        if route.kind is Kind.UPLOAD:
             await self._serve_upload(plan, view, route, scope, receive, send)
             return
         read = await self._read_body(scope, receive)
@@ -251,16 +260,14 @@ class FastPath:
             return
         request, user_id = admitted
         outgoing = OutgoingBody(body, JSON)
-        exchange = self._respond(
-            plan, request, route.upstream, user_id, send, outgoing, stream=route.stream
-        )
+        exchange = self._respond(plan, request, route, user_id, send, outgoing)
         await _until_disconnect(exchange, receive)
 
     async def _serve_upload(
         self,
         plan: MiddlewarePlan,
         view: View,
-        route: proxy_views.UploadRoute,
+        route: ProxyRoute,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -283,9 +290,7 @@ class FastPath:
                     response["Connection"] = "close"  # the rest stays unread
                 await self._send(plan, request, response, send)
                 return
-            exchange = self._respond(
-                plan, request, route.upstream, user_id, send, body, stream=False
-            )
+            exchange = self._respond(plan, request, route, user_id, send, body)
             await _until_disconnect(exchange, receive)
         finally:
             spool.close()
@@ -360,17 +365,13 @@ class FastPath:
         self,
         plan: MiddlewarePlan,
         request: ASGIRequest,
-        upstream_path: str,
+        route: ProxyRoute,
         user_id: Any,
         send: Send,
         body: OutgoingBody,
-        *,
-        stream: bool,
     ) -> None:
         try:
-            response = await proxy_views.forward(
-                request, upstream_path, user_id=user_id, body=body, stream=stream
-            )
+            response = await forward(request, route, user_id=user_id, body=body)
         except Exception as exc:
             # What Django does with an exception a view raises: handler500 (logged).
             response = response_for_exception(request, exc)

@@ -2,7 +2,7 @@
 
 JSON bodies are checked (content type, size, a JSON object) and then
 forwarded byte for byte. Uploads are measured, checked and written out again
-part by part (apps/core/uploads.py: safe filenames, file bytes that match their
+part by part (gateway/proxy/uploads.py: safe filenames, file bytes that match their
 declared type) to a spool, then streamed to the service in chunks under the
 same Content-Type (boundary included); the file bytes themselves are never changed.
 """
@@ -21,8 +21,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
-from apps.core.problems import ProblemError
-from apps.core.uploads import UploadRewriter, Writer
+from gateway.problems import ProblemError
+from gateway.proxy.uploads import UploadRewriter, Writer
 
 CHUNK_SIZE = 64 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024  # a bigger upload is spooled to a temp file
@@ -92,7 +92,7 @@ def check_upload_headers(request: HttpRequest) -> str:
 
 
 class UploadSpool:
-    """An upload checked and rebuilt (apps/core/uploads.py) into a spool as its bytes arrive.
+    """An upload checked and rebuilt (gateway/proxy/uploads.py) into a spool as its bytes arrive.
 
     ``write`` raises the ProblemError a chunk earns (413 past the limits, 415,
     400); ``finish`` checks the body ended and returns it, ready to forward,
@@ -105,8 +105,8 @@ class UploadSpool:
         self._received = 0
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         # Signed requests need the body's digest up front: take it on the way
-        # in, so the signer need not read the spool into memory (apps/core/signing.py).
-        self._hash = hashlib.sha256() if settings.FASTAPI_AUTH_MODE == "hmac" else None
+        # in, so the signer need not read the spool into memory (gateway/upstream/signing.py).
+        self._hash = hashlib.sha256() if settings.SERVICE_AUTH_MODE == "hmac" else None
         out = self._spool if self._hash is None else _Hashing(self._spool, self._hash)
         try:
             self._rewriter = UploadRewriter(

@@ -26,7 +26,7 @@ from typing import Protocol
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from apps.core.problems import ProblemError
+from gateway.problems import ProblemError
 
 MAX_NAME = 200
 # Unicode's control, format, surrogate, private-use and unassigned characters,

@@ -16,7 +16,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase, QueryDict
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from apps.core.problems import ProblemError, problem
+from gateway.problems import ProblemError, problem
 
 View = Callable[..., Any]
 

@@ -21,8 +21,8 @@ import logging
 import httpx
 from django.http import HttpResponse, JsonResponse
 
-from apps.core.headers import downstream_response_headers
-from apps.core.problems import PROBLEM_CONTENT_TYPE, normalize_problem, problem, problem_body
+from gateway.problems import PROBLEM_CONTENT_TYPE, normalize_problem, problem, problem_body
+from gateway.proxy.headers import downstream_response_headers
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def upstream_error(
     if status in (401, 403):
         # Never log the secret itself, only that the two sides disagree.
         logger.error(
-            "service rejected X-Internal-Secret: FASTAPI_SECRET does not match the "
+            "service rejected X-Internal-Secret: SERVICE_SECRET does not match the "
             "service's secret (status %s on %s, request %s)",
             status,
             path,

@@ -23,7 +23,7 @@ What this transport keeps of ``httpx.Limits`` / ``httpx.Timeout``:
   the service does not read stalls on ``read`` once the headers are overdue.
 
 aiohttp's failures become the httpx exceptions httpcore raises for the same
-event, so apps/core/failures.py maps them as before. A response closed before
+event, so gateway/proxy/failures.py maps them as before. A response closed before
 its end closes its connection instead of returning it to the pool. The
 session has no cookie jar, never decompresses and never follows redirects.
 """
@@ -136,7 +136,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=AiohttpTransport(limits=...))``; HTTP/1.1 only.
 
     The aiohttp session is created on first use, inside the running loop, and
-    belongs to that loop (as the client does: apps/core/async_client.py).
+    belongs to that loop (as the client does: gateway/upstream/client.py).
     """
 
     def __init__(self, *, limits: httpx.Limits) -> None:

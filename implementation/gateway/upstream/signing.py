@@ -1,6 +1,6 @@
 """Signing upstream requests instead of sending the secret (SEC-7).
 
-With ``FASTAPI_AUTH_MODE=hmac`` the pooled client (apps/core/async_client.py)
+With ``SERVICE_AUTH_MODE=hmac`` the pooled client (gateway/upstream/client.py)
 carries a ``SigningAuth``: httpx's documented hook for signing requests
 (https://www.python-httpx.org/advanced/authentication/). Every request leaves
 with ``X-Internal-Timestamp`` (Unix seconds) and
@@ -16,7 +16,7 @@ an import: the two deploy apart and share only the wire format).
 Hashing needs the whole body before the headers go out. A caller that
 already knows the body's digest says so in the request extension
 ``BODY_SHA256`` (the upload path hashes the body while it spools it,
-apps/core/bodies.py), and the body then streams unread; otherwise httpx
+gateway/proxy/bodies.py), and the body then streams unread; otherwise httpx
 reads the body into memory first. Responses are untouched: streams still
 stream.
 """

@@ -1,0 +1,1 @@
+"""The ASGI layers around Django: lifespan, edge, body limit and the fast path."""

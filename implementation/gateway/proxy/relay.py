@@ -1,0 +1,104 @@
+"""Relaying a service's event stream to the browser, whole events only, never buffered.
+
+The relay owns the upstream response from the moment it is opened: it closes
+it however the stream ends (done, failed mid-way, client gone, garbage
+collected) and then gives back the user's stream slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+import httpx
+from django.http import StreamingHttpResponse
+
+from gateway.problems import problem_json_bytes
+from gateway.proxy.sse import EventBoundaryBuffer
+
+logger = logging.getLogger(__name__)
+
+EVENT_STREAM = "text/event-stream"
+STREAM_UNFINISHED = "The AI service stream ended before it was done."
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """A relayed event stream that keeps a handle on its relay.
+
+    Django iterates it like any streaming response; the fast path iterates
+    and closes ``relay`` itself, so the upstream response is closed the
+    moment the browser leaves rather than when the generator is collected.
+    """
+
+    def __init__(self, relay: AsyncIterator[bytes], *, status: int) -> None:
+        super().__init__(relay, status=status, content_type=EVENT_STREAM)
+        self.relay = relay
+
+
+async def open_relay(
+    upstream: httpx.Response,
+    *,
+    path: str = "",
+    request_id: str = "",
+    on_close: Callable[[], None] | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """Start the relay of ``upstream``'s body and return it.
+
+    The generator is advanced to its first ``yield`` here, inside its
+    try/finally, so even a response Django drops before iterating it (a
+    client that disconnects while middleware runs) gets the upstream response
+    closed: asyncio's async-generator finalizer calls ``aclose()`` on a
+    started generator that is garbage collected. A generator that never
+    started would hold its pooled connection forever. ``on_close`` runs
+    once the upstream response is closed (it gives back the stream slot).
+    """
+    relay = _relay(upstream, path=path, request_id=request_id, on_close=on_close)
+    await anext(relay)
+    return relay
+
+
+async def _relay(
+    upstream: httpx.Response,
+    *,
+    path: str,
+    request_id: str,
+    on_close: Callable[[], None] | None,
+) -> AsyncGenerator[bytes, None]:
+    buffer = EventBoundaryBuffer()
+    try:
+        yield b""  # the priming step of open_relay(); never sent
+        try:
+            async for chunk in upstream.aiter_bytes():
+                ready = buffer.feed(chunk)
+                if ready:
+                    yield ready
+        except httpx.HTTPError as exc:
+            # Mid-stream failure: drop the partial event, end with one error event.
+            status, detail = stream_failure(exc)
+            logger.warning(
+                "stream %s failed mid-way: %s (request %s)", path, type(exc).__name__, request_id
+            )
+            yield buffer.error_event(problem_json_bytes(status, detail))
+            return
+        if not buffer.finished:
+            logger.warning("stream %s ended without a done event (request %s)", path, request_id)
+            yield buffer.error_event(problem_json_bytes(502, STREAM_UNFINISHED))
+            return
+        tail = buffer.flush()
+        if tail:
+            yield tail
+    finally:
+        # Runs on normal end, on failure, on client disconnect (CancelledError
+        # or GeneratorExit) and on garbage collection: the connection is freed.
+        try:
+            await upstream.aclose()
+        finally:
+            if on_close is not None:
+                on_close()
+
+
+def stream_failure(exc: httpx.HTTPError) -> tuple[int, str]:
+    """(status, detail) of the error event ending a stream that broke off."""
+    if isinstance(exc, httpx.TimeoutException):
+        return 504, "The AI service stopped sending in time."
+    return 502, "The AI service stream broke off."
