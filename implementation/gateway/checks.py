@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from gateway.limits import parse_rate
 from gateway.routes import rate_buckets, rate_setting
+from gateway.upstream import aiohttp_compat
 
 TAG = "lamla"
 SERVICE_KEEPALIVE_TIMEOUT = 5.0  # uvicorn's default --timeout-keep-alive
@@ -72,10 +73,27 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     return messages
 
 
+def check_aiohttp_internals(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The aiohttp transport needs the internals aiohttp_compat.py uses, as it expects them."""
+    if settings.SERVICE_TRANSPORT != "aiohttp" or settings.SERVICE_HTTP2:
+        return []  # httpcore carries the bytes: aiohttp is not used
+    try:
+        aiohttp_compat.verify()
+    except aiohttp_compat.IncompatibleAiohttp as exc:
+        return [
+            checks.Error(
+                f"{exc}; set SERVICE_TRANSPORT=httpcore to run on httpx's own transport",
+                id="lamla.E004",
+            )
+        ]
+    return []
+
+
 def register() -> None:
     checks.register(check_fastapi_secret, TAG)
     checks.register(check_client_settings, TAG)
     checks.register(check_rate_limits, TAG)
+    checks.register(check_aiohttp_internals, TAG)
 
 
 def raise_for_errors() -> None:

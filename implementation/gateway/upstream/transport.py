@@ -1,31 +1,9 @@
 """An httpx transport over aiohttp's connection pool, with httpx's pool semantics.
 
-Why not httpx's own transport (httpcore 1.0.9): its pool scans every
-connection on each request and response, so its CPU cost grows with the pool,
-and a worker that must hold one connection per live HTTP/1.1 stream needs a
-pool of a thousand (measured: README, "The gateway fast path"). Why not the
-``httpx-aiohttp`` package: it maps httpx's *pool* timeout onto aiohttp's
-*connect* timeout and maps connection refused and server disconnects to
-``ConnectTimeout`` (a 504 where the contract says 502), keeps aiohttp's cookie
-jar (the service's cookies would ride along on the next user's request) and
-ignores ``max_keepalive_connections``.
-
-What this transport keeps of ``httpx.Limits`` / ``httpx.Timeout``:
-
-- ``max_connections``: requests in flight (a slot is held from the request
-  until its response is closed, like a pooled HTTP/1.1 connection); waiting
-  longer than ``pool`` for a slot raises ``httpx.PoolTimeout``. A waiter that
-  is cancelled leaves the queue and takes no slot with it.
-- ``max_keepalive_connections``: idle connections beyond it are closed when
-  they are released; ``keepalive_expiry``: idle ones older than it are closed.
-- ``connect`` bounds the TCP connect, ``read`` every wait for response bytes.
-  ``write`` is not enforced separately (aiohttp has no write timeout): a body
-  the service does not read stalls on ``read`` once the headers are overdue.
-
-aiohttp's failures become the httpx exceptions httpcore raises for the same
-event, so gateway/proxy/failures.py maps them as before. A response closed before
-its end closes its connection instead of returning it to the pool. The
-session has no cookie jar, never decompresses and never follows redirects.
+``httpx.AsyncClient(transport=AiohttpTransport(limits=...))``: httpx's limits,
+timeouts and exceptions over aiohttp's pool (README, "The transport under
+httpx", says why and what is kept). aiohttp's public API only; its internals
+are reached through gateway/upstream/aiohttp_compat.py.
 """
 
 from __future__ import annotations
@@ -33,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import aiohttp
 import httpx
-from aiohttp.client_proto import ResponseHandler
-from aiohttp.client_reqrep import ConnectionKey
+
+from gateway.upstream.aiohttp_compat import KeepAliveLimitConnector, buffered
 
 __all__ = ["AiohttpTransport"]
 
@@ -71,32 +48,6 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise  # pragma: no cover (ClientError is always matched)
 
 
-class _KeepAliveLimitConnector(aiohttp.TCPConnector):
-    """A TCP connector that keeps at most ``max_keepalive`` idle connections per host.
-
-    aiohttp keeps every released connection until ``keepalive_timeout``; the
-    limit is applied where a connection is released (``_release``, the hook
-    aiohttp itself uses; a unit test pins its behaviour).
-    """
-
-    def __init__(self, *, max_keepalive: int | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._max_keepalive = max_keepalive
-
-    def _release(
-        self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
-    ) -> None:
-        if self._max_keepalive is not None and len(self._conns.get(key, ())) >= (
-            self._max_keepalive
-        ):
-            should_close = True
-        super()._release(key, protocol, should_close=should_close)
-
-    def idle_connections(self) -> int:
-        """Idle pooled connections (for tests and diagnostics)."""
-        return sum(len(conns) for conns in self._conns.values())
-
-
 class _ResponseStream(httpx.AsyncByteStream):
     """The body of one aiohttp response; closing it frees its pool slot once."""
 
@@ -119,7 +70,7 @@ class _ResponseStream(httpx.AsyncByteStream):
                 # aiohttp raises a broken connection's error ahead of the bytes
                 # that arrived before it broke; httpcore hands those out first,
                 # and so does this (a relay must not lose the events it got).
-                if rest := _buffered(content):
+                if rest := buffered(content):
                     yield rest
                 raise
 
@@ -146,7 +97,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         limits = self._limits
-        connector = _KeepAliveLimitConnector(
+        connector = KeepAliveLimitConnector(
             max_keepalive=limits.max_keepalive_connections,
             limit=0,  # the semaphore below is the limit, with httpx's pool timeout
             keepalive_timeout=limits.keepalive_expiry,
@@ -163,7 +114,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session, self._slots
 
     @property
-    def connector(self) -> _KeepAliveLimitConnector | None:
+    def connector(self) -> KeepAliveLimitConnector | None:
         return None if self._session is None else self._session.connector  # type: ignore[return-value]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -215,13 +166,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
-
-
-def _buffered(content: aiohttp.StreamReader) -> bytes:
-    """The bytes still buffered in a stream that already failed (aiohttp internals)."""
-    if not getattr(content, "_buffer", None):
-        return b""
-    return content._read_nowait(-1)
 
 
 def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:

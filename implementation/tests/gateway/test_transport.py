@@ -81,8 +81,7 @@ async def service() -> AsyncIterator[Service]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
+    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         yield state
     finally:
