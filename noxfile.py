@@ -53,9 +53,7 @@ def lint(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Unit tests of the implementation, the fakes and the harness."""
     install_groups(session, "implementation", "test")
-    run_pytest(
-        session, "implementation/tests", "fakes/tests", "contract_tests/harness/tests", junit="unit"
-    )
+    run_pytest(session, "implementation/tests", "fakes/tests", "harness/tests", junit="unit")
 
 
 @nox.session
@@ -69,7 +67,7 @@ def contract(session: nox.Session) -> None:
 def selfcheck(session: nox.Session) -> None:
     """Prove the suites can fail: each deliberately broken variant must be rejected."""
     install_groups(session, "implementation", "test")
-    session.run("python", "-m", "contract_tests.harness.selfcheck", *session.posargs)
+    session.run("python", "-m", "harness.selfcheck", *session.posargs)
 
 
 @nox.session

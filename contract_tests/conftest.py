@@ -14,14 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.processes import ManagedProcess
-from contract_tests.harness.report import ContractReport
-from contract_tests.harness.requirements import load_requirements
-from contract_tests.harness.suite import add_suite_options, configure_plug, session_harness
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import Session
+from harness.fakes import FakeControl
+from harness.plug import Plug
+from harness.processes import ManagedProcess
+from harness.report import ContractReport
+from harness.requirements import load_requirements
+from harness.suite import add_suite_options, configure_plug, session_harness
+from harness.system import Fake, Harness, Running, User
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

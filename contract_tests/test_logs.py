@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract_tests.harness.client import http_client, logged_in
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.processes import ManagedProcess
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import http_client, logged_in
+from harness.fakes import FakeControl
+from harness.processes import ManagedProcess
+from harness.system import Fake, Harness, Running, User
 
 #: Collected after every other test (contract_tests/conftest.py).
 RUN_LAST = True

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from contract_tests.harness.requirements import SPEC, load_requirements, marked_ids
+from harness.requirements import SPEC, load_requirements, marked_ids
 
 
 def test_requirements_parse_with_unique_ids() -> None:

@@ -1,6 +1,6 @@
 """Fixtures of the fuzz suite: the system under test, started from the plug file.
 
-The same harness as the contract suites (contract_tests/harness): the fake LLM, the
+The same harness as the contract suites (`harness/`): the fake LLM, the
 implementation's service and a gateway in front of it, all real processes on
 loopback, started once per session and stopped at the end, also when a test fails.
 Options: ``--impl PLUG.toml`` and ``--report-dir DIR`` (fuzz.json, fuzz.md, logs).
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.suite import add_suite_options, configure_plug, session_harness
-from contract_tests.harness.system import Fake, Harness, Running, User
 from fuzz_tests.report import FuzzReport
 from fuzz_tests.schemas import CONFIG, CREDENTIALS
+from harness.client import Session
+from harness.plug import Plug
+from harness.suite import add_suite_options, configure_plug, session_harness
+from harness.system import Fake, Harness, Running, User
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

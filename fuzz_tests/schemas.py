@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.system import REPO
+from harness.client import Session
+from harness.system import REPO
 
 # The upload parts' declared types: sent as the raw bytes schemathesis generated, like
 # any file (schemathesis has no serializer of its own for these two).

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
 
-from contract_tests.harness.system import Running
 from fuzz_tests.report import FuzzReport
 from fuzz_tests.schemas import CHECKS, MAX_EXAMPLES, SERVICE_SCHEMA
+from harness.system import Running
 
 TIMEOUT = 10.0
 

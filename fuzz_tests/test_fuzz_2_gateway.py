@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
 
-from contract_tests.harness.client import Session
 from fuzz_tests.report import FuzzReport
 from fuzz_tests.schemas import CHECKS, GATEWAY_SCHEMA, MAX_EXAMPLES, apply_session
+from harness.client import Session
 
 TIMEOUT = 10.0
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, Response
 
-from contract_tests.harness.system import Running, User
 from fuzz_tests.report import FuzzReport
 from fuzz_tests.schemas import CHECKS, GATEWAY_SCHEMA, SESSION_PLACEHOLDER
+from harness.system import Running, User
 
 AUTH_OPERATIONS = ["auth_csrf", "auth_login", "auth_me", "auth_logout"]
 LOGIN = "POST /api/auth/login/"

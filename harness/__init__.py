@@ -1,1 +1,1 @@
-"""The harness: reads a plug file, starts real processes on loopback, reports per requirement."""
+"""The test kit every suite shares: plug files, processes, fakes, client, report (README.md)."""

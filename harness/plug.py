@@ -1,10 +1,8 @@
 """Read and check a plug file: how the suites start an implementation.
 
-A plug file is TOML. It declares a ``[service]`` and a ``[gateway]`` component,
-each a command with ``{placeholders}`` that the harness fills in. Every mistake
-in it is reported as one precise line (``PlugError``), because the people who
-write plug files are plugging in *their* implementation and need to know exactly
-which key is wrong.
+Every key and placeholder is documented in harness/README.md (a unit test keeps the
+two in step). Every mistake is one precise line (``PlugError``): whoever writes a
+plug file is plugging in *their* implementation and needs to know which key is wrong.
 """
 
 from __future__ import annotations
@@ -12,52 +10,63 @@ from __future__ import annotations
 import difflib
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Every placeholder a plug file may use, and what the harness puts there.
+#: Every placeholder a plug file may use and what the harness puts there (harness/README.md
+#: shows this table; a unit test keeps the two equal).
 PLACEHOLDERS: dict[str, str] = {
-    "python": "the Python interpreter running the suite (sys.executable)",
+    "python": "the Python interpreter running the suite (`sys.executable`)",
     "port": "a free TCP port on 127.0.0.1 for this component",
-    "state_dir": "an empty directory private to this component instance",
-    "secret": "the shared secret (X-Internal-Secret) for this run",
-    "previous_secret": "the previous secret still accepted during rotation, or empty",
-    "debug": "'1' when the suite wants the component in debug mode, else '0'",
-    "llm_url": "base URL of the OpenAI-compatible LLM, ending in /v1",
-    "llm_api_key": "the API key the service must send to the LLM",
-    "llm_model": "the model name the service must ask the LLM for",
-    "llm_timeout": "seconds the service waits for the LLM (connect and each read)",
-    "service_url": "base URL of the internal service the gateway proxies to",
-    "cors_origins": "comma-separated origins allowed by CORS (and trusted for CSRF)",
-    "connect_timeout": "gateway -> service connect timeout, seconds",
-    "read_timeout": "gateway -> service read timeout, seconds",
-    "pool_timeout": "seconds a gateway request waits for a pooled connection",
-    "max_connections": "the gateway's connection pool size towards the service",
-    "max_keepalive": "how many idle connections to the service the gateway may keep",
-    "auth_mode": "'secret' (send X-Internal-Secret) or 'hmac' (signed requests, SEC-7/SEC-8)",
-    "max_streams_per_user": "the most streams one user may have open at once at the gateway",
-    "chat_rate": "per-user rate limit of /api/chat/* as N/s, N/m, N/h or N/d",
-    "quiz_rate": "per-user rate limit of /api/quiz/* as N/s, N/m, N/h or N/d",
-    "trusted_proxies": "addresses or CIDR networks whose X-Forwarded-* the gateway believes",
-    "username": "a test user's name (create_user only)",
-    "password": "a test user's password (create_user only)",
+    "state_dir": "an empty directory private to this component instance (put the database here)",
+    "secret": "the shared secret of the run (`X-Internal-Secret`; the signing key in `hmac` mode)",
+    "previous_secret": "the previous secret, still accepted during rotation, or empty (service)",
+    "debug": "`1` when a test wants the service in debug mode, else `0` (service)",
+    "llm_url": "base URL of the OpenAI-compatible LLM, ending in `/v1` (service)",
+    "llm_api_key": "the API key the service must send to the LLM (service)",
+    "llm_model": "the model the service must ask the LLM for (service)",
+    "llm_timeout": "seconds the service waits for the LLM, to connect and for each read (service)",
+    "service_url": "base URL of the internal service the gateway proxies to (gateway)",
+    "cors_origins": "comma-separated origins allowed by CORS and trusted for CSRF (gateway)",
+    "connect_timeout": "seconds the gateway waits to connect to the service (gateway)",
+    "read_timeout": "seconds the gateway waits for each read from the service (gateway)",
+    "pool_timeout": "seconds a gateway request waits for a pooled connection (gateway)",
+    "max_connections": "the gateway's connection pool size towards the service (gateway)",
+    "max_keepalive": "how many idle connections to the service the gateway keeps (gateway)",
+    "auth_mode": "`secret` (send `X-Internal-Secret`) or `hmac` (signed requests, SEC-7/8)",
+    "max_streams_per_user": "the most streams one user may have open at once (LIMIT-3; gateway)",
+    "chat_rate": "per-user rate of `/api/chat/*`: `N/s`, `N/m`, `N/h` or `N/d` (LIMIT-4; gateway)",
+    "quiz_rate": "per-user rate of `/api/quiz/*`, written like `{chat_rate}` (LIMIT-4; gateway)",
+    "trusted_proxies": "comma-separated addresses or CIDR networks whose `X-Forwarded-*` "
+    "the gateway believes; empty: none (gateway)",
+    "username": "a test user's name (only in `create_user`)",
+    "password": "a test user's password (only in `create_user`)",
 }
 
-_TOP_KEYS = {
-    "name",
-    "description",
-    "workdir",
-    "known_failures",
-    "breaks",
-    "suites",
-    "service",
-    "gateway",
-    "baselines",
-}
-_COMPONENT_KEYS = {"command", "ready", "env", "setup", "create_user", "upstream_http_version"}
+#: The keys a plug file may set: at the top, in ``[service]``/``[gateway]``, in a baseline.
+TOP_KEYS = frozenset(
+    {
+        "extends",
+        "name",
+        "description",
+        "known_failures",
+        "breaks",
+        "suites",
+        "service",
+        "gateway",
+        "baselines",
+    }
+)
+COMPONENT_KEYS = frozenset(
+    {"command", "ready", "workdir", "env", "setup", "create_user", "upstream_http_version"}
+)
+BASELINE_KEYS = frozenset({"description", "chat_path", "stream_path"})
 _REQUIRED_COMPONENT_KEYS = ("command", "ready")
+_COMPONENTS = ("service", "gateway")
+#: Keys that moved, and where to.
+_MOVED = {"workdir": "set [service].workdir and [gateway].workdir instead"}
 
 
 class PlugError(Exception):
@@ -71,6 +80,8 @@ class Component:
     name: str
     command: tuple[str, ...]
     ready: str
+    #: Where its commands run (absolute; written relative to the file that holds the table).
+    workdir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     setup: tuple[tuple[str, ...], ...] = ()
     create_user: tuple[str, ...] | None = None
@@ -93,16 +104,12 @@ class Baseline:
     stream_path: str = "/api/chat/stream/"
 
 
-_BASELINE_KEYS = {"description", "chat_path", "stream_path"}
-
-
 @dataclass(frozen=True)
 class Plug:
     """A parsed plug file."""
 
     path: Path
     name: str
-    workdir: Path
     service: Component
     gateway: Component
     description: str = ""
@@ -136,13 +143,8 @@ def load_plug(path: str | Path) -> Plug:
     """Parse and check the plug file at ``path``."""
     path = Path(path).resolve()
     label = path.name
-    data = _read_with_bases(path, label, depth=0)
-    _reject_unknown(data, _TOP_KEYS, label, "")
+    data, replaced = _read_with_bases(path, depth=0)
     name = _string(data, "name", label, "", required=True)
-    workdir = Path(_string(data, "workdir", label, "", default="."))
-    if not workdir.is_dir():
-        raise PlugError(f"{label}: workdir {workdir} is not a directory")
-
     known = data.get("known_failures", {})
     if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
         raise PlugError(f"{label}: [known_failures] must map requirement IDs to reason strings")
@@ -151,9 +153,8 @@ def load_plug(path: str | Path) -> Plug:
         path=path,
         name=name,
         description=_string(data, "description", label, "", default=""),
-        workdir=workdir,
-        service=_component(data, "service", label),
-        gateway=_component(data, "gateway", label),
+        service=_component(data, "service", label, replaced),
+        gateway=_component(data, "gateway", label, replaced),
         known_failures=dict(known),
         breaks=_string_list(data, "breaks", label, ""),
         suites=_string_list(data, "suites", label, ""),
@@ -168,9 +169,9 @@ def _baselines(data: dict[str, Any], label: str) -> tuple[Baseline, ...]:
     found = []
     for name, table in tables.items():
         where = f"baselines.{name}"
-        own = {k: table[k] for k in _BASELINE_KEYS if k in table}
-        overrides = {k: v for k, v in table.items() if k not in _BASELINE_KEYS}
-        component = _component({where: _merge(data["gateway"], overrides)}, where, label)
+        own = {k: table[k] for k in BASELINE_KEYS if k in table}
+        overrides = {k: v for k, v in table.items() if k not in BASELINE_KEYS}
+        component = _component({where: _merge(data["gateway"], overrides)}, where, label, ())
         paths = {k: _string(own, k, label, f"[{where}]") for k in own if k.endswith("_path")}
         for key, value in paths.items():
             if not value.startswith("/"):
@@ -179,34 +180,58 @@ def _baselines(data: dict[str, Any], label: str) -> tuple[Baseline, ...]:
     return tuple(found)
 
 
-def _read_with_bases(path: Path, label: str, depth: int) -> dict[str, Any]:
-    """The TOML at ``path``, laid over the file it ``extends`` (tables merge key by key).
+def _read_with_bases(path: Path, depth: int) -> tuple[dict[str, Any], set[str]]:
+    """The TOML at ``path`` over the file it ``extends``, and the tables it replaced there.
 
-    ``workdir`` is resolved here, relative to the file that sets it, so a variant in
-    another directory keeps its base's working directory unless it sets its own.
+    A key the file sets replaces its base's value whole: a ``[gateway]`` written in a
+    variant is the variant's entire gateway, never merged with the base's. Each
+    ``workdir`` is resolved here, relative to the file that holds its table.
     """
+    label = path.name
     if not path.is_file():
         raise PlugError(f"{path}: no such plug file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PlugError(f"{label}: not valid TOML: {exc}") from None
-    own_workdir = "workdir" in data
-    data["workdir"] = str((path.parent / str(data.get("workdir", "."))).resolve())
+    _reject_unknown(data, TOP_KEYS, label, "")
+    for name in _COMPONENTS:
+        if isinstance(data.get(name), dict):
+            _resolve_workdir(data[name], path, label, f"[{name}]", default=".")
+    baselines = data.get("baselines")
+    if isinstance(baselines, dict):
+        for name, table in baselines.items():
+            if isinstance(table, dict):
+                _resolve_workdir(table, path, label, f"[baselines.{name}]", default=None)
     base_name = data.pop("extends", None)
     if base_name is None:
-        return data
+        return data, set()
     if not isinstance(base_name, str):
         raise PlugError(f"{label}: extends must be a path string")
     if depth >= 4:
         raise PlugError(f"{label}: extends nests deeper than 4 files")
-    base = _read_with_bases((path.parent / base_name).resolve(), label, depth + 1)
-    if not own_workdir:
-        data["workdir"] = base["workdir"]
-    return _merge(base, data)
+    base, replaced_below = _read_with_bases((path.parent / base_name).resolve(), depth + 1)
+    replaced = {key for key, value in data.items() if isinstance(value, dict) and key in base}
+    return {**base, **data}, replaced | (replaced_below - data.keys())
+
+
+def _resolve_workdir(
+    table: dict[str, Any], path: Path, label: str, where: str, *, default: str | None
+) -> None:
+    """Make ``table["workdir"]`` absolute (relative to ``path``'s directory) and check it."""
+    value = table.get("workdir", default)
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise PlugError(f"{label}: {where}.workdir must be a non-empty string")
+    workdir = (path.parent / value).resolve()
+    if not workdir.is_dir():
+        raise PlugError(f"{label}: {where}.workdir {workdir} is not a directory")
+    table["workdir"] = str(workdir)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base`` key by key (a baseline over its file's gateway)."""
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -216,15 +241,19 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _component(data: dict[str, Any], name: str, label: str) -> Component:
+def _component(data: dict[str, Any], name: str, label: str, replaced: Collection[str]) -> Component:
     section = data.get(name)
     if not isinstance(section, dict):
         raise PlugError(f"{label}: missing table [{name}]")
     where = f"[{name}]"
-    _reject_unknown(section, _COMPONENT_KEYS, label, where)
+    _reject_unknown(section, COMPONENT_KEYS, label, where)
     for key in _REQUIRED_COMPONENT_KEYS:
         if key not in section:
-            raise PlugError(f"{label}: {where} is missing required key {key!r}")
+            why = f" (it replaces the whole [{name}] of the file it extends)"
+            raise PlugError(
+                f"{label}: {where} is missing required key {key!r}"
+                + (why if name in replaced else "")
+            )
 
     command = _string_list(section, "command", label, where)
     if not command:
@@ -256,6 +285,7 @@ def _component(data: dict[str, Any], name: str, label: str) -> Component:
         upstream_http_version=http_version,
         command=tuple(command),
         ready=ready,
+        workdir=Path(section["workdir"]),
         env=dict(env),
         setup=tuple(tuple(c) for c in setup),
         create_user=tuple(create_user) if create_user else None,
@@ -285,11 +315,15 @@ def _check_placeholders(component: Component, label: str) -> None:
                 raise PlugError(f"{label}: {key}: {{{n}}} is only available in create_user")
 
 
-def _reject_unknown(table: dict[str, Any], allowed: set[str], label: str, where: str) -> None:
+def _reject_unknown(
+    table: dict[str, Any], allowed: Collection[str], label: str, where: str
+) -> None:
     for key in table:
         if key not in allowed:
             hint = difflib.get_close_matches(key, allowed, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            if not where and key in _MOVED:
+                extra = f" ({_MOVED[key]})"
             prefix = f"{where}." if where else ""
             raise PlugError(f"{label}: unknown key {prefix}{key}{extra}")
 

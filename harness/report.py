@@ -137,7 +137,7 @@ class ContractReport:
         }
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.tests:  # a run of the harness's own unit tests: no contract report
+        if not self.tests:  # no test of a requirement was collected: no contract report
             return
         summary = self.summary()
         self.report_dir.mkdir(parents=True, exist_ok=True)

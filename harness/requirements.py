@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "spec" / "requirements.md"
 #: The suites that name requirements with ``@pytest.mark.req``: the contract suites,
 #: and the ones measured on their own (PERF-*, FUZZ-*, SOAK-*; each its own nox session).

@@ -7,7 +7,7 @@ suite against the variant and passes only when the run fails *and* the report
 marks every broken requirement as failed: a variant rejected for the wrong
 reason does not count.
 
-    python -m contract_tests.harness.selfcheck [PLUG.toml ...]
+    python -m harness.selfcheck [PLUG.toml ...]
 """
 
 from __future__ import annotations

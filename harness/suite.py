@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from contract_tests.harness.plug import Plug, PlugError, load_plug
-from contract_tests.harness.system import REPO, Harness
+from harness.plug import Plug, PlugError, load_plug
+from harness.system import REPO, Harness
 
 DEFAULT_PLUG = REPO / "implementation" / "implementation.toml"
 DEFAULT_REPORT_DIR = REPO / "reports"

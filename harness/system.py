@@ -19,7 +19,7 @@ from .fakes import FakeControl
 from .plug import Component, Plug, render
 from .processes import LOOPBACK, ManagedProcess, free_port, run_command
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 #: Knob values used unless a test asks for others. Short timeouts keep fault tests fast.
 SERVICE_KNOBS: dict[str, str] = {
@@ -171,17 +171,17 @@ class Harness:
         log = self.run_dir / f"{component.name}-{n}.log"
         for command in component.setup:
             argv = [render(a, values, where=f"{where}.setup") for a in command]
-            run_command(argv, cwd=self.plug.workdir, env=full_env, log=log)
+            run_command(argv, cwd=component.workdir, env=full_env, log=log)
         if users and component.create_user:
             for user in users:
                 per_user = {**values, "username": user.username, "password": user.password}
                 argv = [
                     render(a, per_user, where=f"{where}.create_user") for a in component.create_user
                 ]
-                run_command(argv, cwd=self.plug.workdir, env=full_env, log=log)
+                run_command(argv, cwd=component.workdir, env=full_env, log=log)
         argv = [render(a, values, where=f"{where}.command") for a in component.command]
         process = ManagedProcess(
-            f"{component.name}-{n}", argv, cwd=self.plug.workdir, env=full_env, log=log
+            f"{component.name}-{n}", argv, cwd=component.workdir, env=full_env, log=log
         )
         self._processes.append(process.start())
         return process, f"http://{LOOPBACK}:{values['port']}"

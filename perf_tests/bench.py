@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.plug import Baseline
-from contract_tests.harness.processes import LOOPBACK, ManagedProcess, StartupError, free_port
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import Session
+from harness.loadgen import build_request
+from harness.plug import Baseline
+from harness.processes import LOOPBACK, ManagedProcess, StartupError, free_port
+from harness.sampling import ProcessTree
+from harness.system import Fake, Harness, Running, User
 from perf_tests import nginx
-from perf_tests.loadgen import build_request
-from perf_tests.sampling import ProcessTree
 
 DIRECT, GATEWAY, NGINX = "direct", "gateway", "nginx"
 LABELS = {

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.suite import (
+from harness.plug import Plug
+from harness.suite import (
     add_option,
     add_suite_options,
     configure_plug,
     raise_nofile_limit,
     session_harness,
 )
-from contract_tests.harness.system import Fake, Harness, User
+from harness.system import Fake, Harness, User
 from perf_tests import wrk
 from perf_tests.bench import Bench
 from perf_tests.report import PerfReport
@@ -135,5 +135,5 @@ def load_client(pytestconfig: pytest.Config, report: PerfReport) -> str | None:
         report.data["load_client"] = f"wrk {wrk.wrk_version(binary)} (2 threads, Lua script)"
     else:
         why = "" if choice == "python" else "; wrk not installed"
-        report.data["load_client"] = f"perf_tests.loadgen (Python asyncio + uvloop{why})"
+        report.data["load_client"] = f"perf_tests.load (Python asyncio + uvloop{why})"
     return binary

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract_tests.harness.client import parse_stream
-from contract_tests.harness.fakes import FakeControl
-from perf_tests import loadgen
+from harness import loadgen
+from harness.client import parse_stream
+from harness.fakes import FakeControl
+from harness.sampling import MIB, ProcessTree
+from perf_tests import load
 from perf_tests.bench import Route
-from perf_tests.sampling import MIB, ProcessTree
 
 STREAM_TIMEOUT = 150.0
 BARRIER_TIMEOUT = 60.0
@@ -53,7 +54,7 @@ class HeldRun:
     barrier_reached: bool = False
     barrier_s: float | None = None
     barrier_error: str | None = None
-    outcomes: list[loadgen.Outcome] = field(default_factory=list)
+    outcomes: list[load.Outcome] = field(default_factory=list)
     release_wall: float | None = None
 
     @property
@@ -64,7 +65,7 @@ class HeldRun:
         errors: dict[str, int] = {}
         for o in self.outcomes:
             if not o.ok:
-                kind = loadgen.failure(o)
+                kind = load.failure(o)
                 errors[kind] = errors.get(kind, 0) + 1
         first, last = self.levels[0], self.levels[-1]
         opened = last["open"] - first["open"]
@@ -108,21 +109,21 @@ async def hold_streams(
     run = HeldRun(count=levels[-1])
     run.levels.append(await _usage(tree, 0))
     raw = route.stream(token)
-    connections: list[loadgen.Connection] = []
-    tasks: list[asyncio.Future[loadgen.Outcome]] = []
+    connections: list[load.Connection] = []
+    tasks: list[asyncio.Future[load.Outcome]] = []
     start = time.perf_counter()
     try:
         for level in levels:
-            new = await loadgen.open_connections(route.host, route.port, level - len(tasks))
+            new = await load.open_connections(route.host, route.port, level - len(tasks))
             connections += new
             tasks += [
                 asyncio.ensure_future(
-                    loadgen.exchange(c, raw, limit=STREAM_TIMEOUT, check=stream_done)
+                    load.exchange(c, raw, limit=STREAM_TIMEOUT, check=stream_done)
                 )
                 for c in new
             ]
             try:
-                await loadgen.poll_until(
+                await load.poll_until(
                     lambda: asyncio.to_thread(in_flight, fake, token),
                     lambda n, level=level: n >= level,
                     within=BARRIER_TIMEOUT,
@@ -140,16 +141,15 @@ async def hold_streams(
         released = time.perf_counter()
         await _release_all(fake, token, tasks)
         run.outcomes = [
-            loadgen.Outcome(False, error="unfinished") if t.cancelled() else t.result()
-            for t in tasks
+            load.Outcome(False, error="unfinished") if t.cancelled() else t.result() for t in tasks
         ]
         run.release_wall = time.perf_counter() - released
-        loadgen.close_all(connections)
+        load.close_all(connections)
     return run
 
 
 async def _release_all(
-    fake: FakeControl, token: str, tasks: list[asyncio.Future[loadgen.Outcome]]
+    fake: FakeControl, token: str, tasks: list[asyncio.Future[load.Outcome]]
 ) -> None:
     """Release until every stream ended: a stream still on its way is held after a release."""
     deadline = time.monotonic() + RELEASE_TIMEOUT

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from contract_tests.harness.processes import LOOPBACK, ManagedProcess
+from harness.processes import LOOPBACK, ManagedProcess
 
 READY_PATH = "/_perf/ready"
 

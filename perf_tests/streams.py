@@ -6,10 +6,12 @@ import asyncio
 import statistics
 from dataclasses import dataclass, field
 
-from contract_tests.harness.fakes import FakeControl
-from perf_tests import loadgen
+from harness import loadgen
+from harness.fakes import FakeControl
+from harness.sampling import MIB, ProcessTree
+from perf_tests import load
 from perf_tests.bench import Route
-from perf_tests.sampling import MIB, ProcessTree, Sample, Sampler
+from perf_tests.sampler import Sample, Sampler
 
 CHUNK = 64 * 1024
 TAIL = 512
@@ -87,7 +89,7 @@ def stream_once(
     raw = route.stream(token)
 
     async def go() -> loadgen.Response:
-        connection = loadgen.Connection(route.host, route.port)
+        connection = load.Connection(route.host, route.port)
         try:
             async with asyncio.timeout(timeout):
                 return await connection.request(raw, keep=0, on_data=progress.feed)

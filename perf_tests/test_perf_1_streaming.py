@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.sampling import MIB, ProcessTree
 from perf_tests.bench import GATEWAY, Bench
 from perf_tests.report import PerfReport
-from perf_tests.sampling import MIB, ProcessTree
 from perf_tests.streams import StreamRun, stream_once, watched_stream
 
 SMALL = 64 * MIB

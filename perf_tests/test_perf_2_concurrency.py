@@ -1,4 +1,8 @@
-"""PERF-2 and PERF-3: one gateway worker carrying many concurrent streams and requests."""
+"""One gateway worker under concurrency: 1,000 held streams (PERF-2, PERF-3), 1-s bursts.
+
+The bursts (1,000 and 5,000 requests the service answers after 1 s) check no requirement:
+every request must succeed, and their wall times are reported against the report's goals.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from perf_tests import loadgen
+from harness import loadgen
+from harness.sampling import ProcessTree
+from perf_tests import load
 from perf_tests.bench import DIRECT, GATEWAY, Bench, Route
 from perf_tests.held import HeldRun, hold_streams
 from perf_tests.report import PerfReport
-from perf_tests.sampling import ProcessTree
 
 LEVELS = (250, 500, 1000)
 MAX_THREADS = 32
@@ -92,9 +97,7 @@ def _one_second_burst(bench: Bench, route: Route, count: int, timeout: float) ->
     fake.reset()
     token = fake.behave(delay=ONE_SECOND)
     raws = [route.chat(token)] * count
-    result = loadgen.run(
-        loadgen.burst(route.host, route.port, raws, limit=timeout, check=_json_reply)
-    )
+    result = loadgen.run(load.burst(route.host, route.port, raws, limit=timeout, check=_json_reply))
     summary = result.summary()
     summary["client_timeout_s"] = timeout
     summary["settled_before_s"] = None if settled is None else round(settled, 2)
@@ -121,21 +124,27 @@ def _burst_all(bench: Bench, report: PerfReport, count: int) -> dict[str, dict[s
     return runs
 
 
-@pytest.mark.req("PERF-2")
-def test_perf_2_reports_1000_concurrent_1s_requests(bench: Bench, report: PerfReport) -> None:
-    """Wall time of 1,000 requests the service answers after 1 s, sent at once (reported).
+def _assert_all_succeeded(runs: dict[str, dict[str, Any]], count: int) -> None:
+    """Every request of the burst succeeded, directly and through the gateway."""
+    for key in (DIRECT, GATEWAY):
+        run = runs.get(key, {"not_run": "not measured"})
+        if "not_run" in run:
+            pytest.skip(f"{count:,} concurrent 1-s requests, {key}: {run['not_run']}")
+        assert run["failed"] == 0, f"{count:,} concurrent 1-s requests, {key}: {run}"
 
-    Only the direct baseline is asserted (else the comparison means nothing); the
-    gateway's figure is a goal the report states (issue: ≤ 1.6 s, zero errors).
+
+def test_1000_concurrent_1s_requests_all_succeed_through_the_gateway(
+    bench: Bench, report: PerfReport
+) -> None:
+    """1,000 requests the service answers after 1 s, sent at once: none fails.
+
+    The wall time is reported, against the goal of 1.6 s (the report's "goals").
     """
-    runs = _burst_all(bench, report, 1000)
-    direct = runs[DIRECT]
-    assert direct.get("failed") == 0, f"the direct baseline failed: {direct}"
+    _assert_all_succeeded(_burst_all(bench, report, 1000), 1000)
 
 
-@pytest.mark.req("PERF-2")
-def test_perf_2_reports_5000_concurrent_1s_requests(bench: Bench, report: PerfReport) -> None:
-    """The same with 5,000 (reported; the gateway's pool of 6,000 takes them in one wave)."""
-    runs = _burst_all(bench, report, 5000)
-    direct = runs[DIRECT]
-    assert "not_run" in direct or direct.get("failed") == 0, f"direct baseline failed: {direct}"
+def test_5000_concurrent_1s_requests_all_succeed_through_the_gateway(
+    bench: Bench, report: PerfReport
+) -> None:
+    """The same with 5,000 (the gateway's pool of 6,000 takes them in one wave; goal 3 s)."""
+    _assert_all_succeeded(_burst_all(bench, report, 5000), 5000)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from perf_tests import loadgen
+from harness import loadgen
+from perf_tests import load
 from perf_tests.bench import Bench, Route
 from perf_tests.held import stream_done
 from perf_tests.report import PerfReport
@@ -37,7 +38,7 @@ class EventClock:
 
 async def _ttfb(route: Route) -> list[float]:
     """Sequential default streams on one keep-alive connection: first body byte - sent."""
-    connection = loadgen.Connection(route.host, route.port)
+    connection = load.Connection(route.host, route.port)
     raw = route.stream("ttfb")
     found: list[float] = []
     try:
@@ -57,7 +58,7 @@ async def _gaps(route: Route, token: str, streams: int) -> list[float]:
 
     async def one() -> list[float]:
         clock = EventClock()
-        connection = loadgen.Connection(route.host, route.port)
+        connection = load.Connection(route.host, route.port)
         try:
             async with asyncio.timeout(TIMEOUT):
                 response = await connection.request(route.stream(token), on_data=clock.feed)

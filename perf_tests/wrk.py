@@ -16,7 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perf_tests import loadgen
+from harness import loadgen
+from perf_tests import load
 
 #: The latency percentiles reported (and plotted).
 PERCENTILES = (
@@ -164,9 +165,7 @@ def measure(
             return run_wrk(wrk, url, script, connections=connections, duration=duration)
     raw = loadgen.build_request("POST", path, host=f"{host}:{port}", headers=headers, body=body)
     result = loadgen.run(
-        loadgen.closed_loop(
-            host, port, raw, concurrency=connections, duration=duration, warmup=warmup
-        )
+        load.closed_loop(host, port, raw, concurrency=connections, duration=duration, warmup=warmup)
     )
     errors = dict(result.errors)
     if result.non_200:

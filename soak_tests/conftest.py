@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.suite import (
+from harness.client import Session
+from harness.plug import Plug
+from harness.suite import (
     add_option,
     add_suite_options,
     configure_plug,
     raise_nofile_limit,
     session_harness,
 )
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.system import Fake, Harness, Running, User
 from soak_tests.mix import KINDS
 
 #: Knobs for 200 clients on one worker: the pool never runs out (each client holds at most

@@ -1,22 +1,7 @@
 """The gateway's resources over the run (RSS, threads, open fds), and the SOAK-1 growth rule.
 
-Rule (SOAK-1 "after warm-up ... grow by less than 10 %"), with ``T`` the load duration
-and ``t`` measured from the first request:
-
-- warm-up: ``t < 0.2 T`` (not judged);
-- reference: the *median* of the samples with ``0.2 T <= t < 0.4 T``;
-- end: over the samples with ``0.6 T <= t <= T`` (while the load still runs), the
-  *maximum* for RSS and the *median* for threads and fds (:data:`END_STATISTIC`);
-- growth = (end - reference) / reference, and it must be < 10 %, or, when 10 % of the
-  reference is smaller than the metric's floor (:data:`FLOORS`), end - reference must be
-  < the floor. The floors only matter for small absolute numbers (see README.md).
-
-Why the median for threads and fds: they are gauges of the work in flight (a thread per
-request on Django's thread-sensitive path, two sockets per proxied request), so at a
-steady load they swing by 20-60 % from sample to sample and return to idle when the load
-stops; the maximum of such a series exceeds its median by that swing whether anything
-leaks or not. A leak moves the median. The peak growth (max vs reference) of every
-metric is still computed and reported.
+Growth is the end window against the reference window after warm-up, with a floor for
+small numbers; soak_tests/README.md ("The resource check") gives the rule and why.
 """
 
 from __future__ import annotations
@@ -30,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from perf_tests.sampling import MIB, ProcessTree
+from harness.sampling import MIB, ProcessTree
 
 METRICS = ("rss", "threads", "fds")
 GROWTH_LIMIT = 0.10
@@ -55,7 +40,7 @@ class Sample:
 
 
 def measure(tree: ProcessTree) -> tuple[int, int, int]:
-    """RSS and threads of the tree (perf_tests.sampling) plus its open file descriptors."""
+    """RSS and threads of the tree (harness.sampling) plus its open file descriptors."""
     usage = tree.usage()
     fds = 0
     try:

@@ -13,8 +13,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from contract_tests.harness.client import parse_stream
-from perf_tests.loadgen import Response, build_request
+from harness.client import parse_stream
+from harness.loadgen import Response, build_request
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from perf_tests.sampling import MIB
+from harness.sampling import MIB
 
 UNITS = {"rss": ("MiB", MIB), "threads": ("", 1), "fds": ("", 1)}
 

@@ -1,7 +1,7 @@
 """The soak load: N asyncio clients on raw keep-alive connections, each looping over the mix.
 
 One client = one HTTP/1.1 connection (reopened when the gateway closes it or the client
-leaves on purpose). Bytes are prebuilt and parsed with :mod:`perf_tests.loadgen`, which
+leaves on purpose). Bytes are prebuilt and parsed with :mod:`harness.loadgen`, which
 costs far less CPU per request than httpx: on two cores the load client must not be what
 limits the gateway. Every loop is bounded in count and time; each request by its own
 deadline, the whole run by ``duration`` plus the longest request deadline.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from perf_tests.loadgen import (
+from harness.loadgen import (
     READ_LIMIT,
     ProtocolError,
     Response,

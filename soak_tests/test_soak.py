@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.processes import LOOPBACK
-from contract_tests.harness.system import Fake, Running
-from perf_tests import loadgen
-from perf_tests.sampling import ProcessTree
+from harness import loadgen
+from harness.client import Session
+from harness.plug import Plug
+from harness.processes import LOOPBACK
+from harness.sampling import ProcessTree
+from harness.system import Fake, Running
 from soak_tests import metrics
 from soak_tests.conftest import SoakConfig
 from soak_tests.mix import BEHAVIOURS, DROP_MATCH, KINDS, Context

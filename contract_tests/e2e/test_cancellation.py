@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import RawRequest
-from contract_tests.harness.client import Session, parse_stream
-from contract_tests.harness.fakes import FakeControl
+from harness.client import Session, parse_stream
+from harness.fakes import FakeControl
 
 STREAM_PATH = "/api/chat/stream/"
 #: Browser gone -> LLM request closed within this long (two hops: gateway, service).

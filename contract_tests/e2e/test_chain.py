@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem, parse_stream
-from contract_tests.harness.fakes import FakeControl
+from harness.client import assert_problem, parse_stream
+from harness.fakes import FakeControl
 
 
 def stream_chat(client: httpx.Client, message: str) -> tuple[list, bytes]:

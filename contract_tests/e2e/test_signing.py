@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from contract_tests.harness.client import logged_in, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.system import Running, User
+from harness.client import logged_in, parse_stream
+from harness.fakes import FakeControl
+from harness.system import Running, User
 
 
 @pytest.mark.req("SEC-7", "SEC-8")

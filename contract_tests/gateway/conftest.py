@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from contract_tests.harness.client import (
+from harness.client import (
     Event,
     EventReader,
     Session,
@@ -27,9 +27,9 @@ from contract_tests.harness.client import (
     assert_problem,
     http_client,
 )
-from contract_tests.harness.fakes import FakeControl, Record, header_values
-from contract_tests.harness.processes import LOOPBACK
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.fakes import FakeControl, Record, header_values
+from harness.processes import LOOPBACK
+from harness.system import Fake, Harness, Running, User
 
 #: What a well-formed request id looks like (spec/gateway.openapi.yaml, RequestId).
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

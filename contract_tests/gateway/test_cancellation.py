@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import CHAT, STREAM, RawRequest, assert_absent
-from contract_tests.harness.client import Session, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.system import Running, User
+from harness.client import Session, parse_stream
+from harness.fakes import FakeControl
+from harness.system import Running, User
 
 #: GW-CANCEL-1/2: the gateway closes its upstream request within this long.
 CANCEL_WITHIN = 1.0

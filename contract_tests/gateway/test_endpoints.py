@@ -20,9 +20,9 @@ from contract_tests.gateway.conftest import (
     only_value,
     problem,
 )
-from contract_tests.harness.client import Event, EventReader, assert_no_leak, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.system import Running
+from harness.client import Event, EventReader, assert_no_leak, parse_stream
+from harness.fakes import FakeControl
+from harness.system import Running
 
 #: A deadline for the first relayed event, below the gateway's 3 s read timeout, so a
 #: gateway that buffers until its read timeout fires cannot pass by accident.

@@ -26,10 +26,10 @@ from contract_tests.gateway.conftest import (
     problem,
     route_params,
 )
-from contract_tests.harness.client import assert_no_leak, http_client, logged_in, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.processes import LOOPBACK, free_port
-from contract_tests.harness.system import Harness, Running, User
+from harness.client import assert_no_leak, http_client, logged_in, parse_stream
+from harness.fakes import FakeControl
+from harness.processes import LOOPBACK, free_port
+from harness.system import Harness, Running, User
 
 #: Every failure must be answered well within this bound (read_timeout is 3 s).
 NEVER_HANGS = 10.0

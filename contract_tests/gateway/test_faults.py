@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_tests.harness.client import Session, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.processes import LOOPBACK, free_port
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import Session, parse_stream
+from harness.fakes import FakeControl
+from harness.processes import LOOPBACK, free_port
+from harness.system import Fake, Harness, Running, User
 
 from .conftest import CHAT, QUIZ, STREAM, Route, problem
 

@@ -32,10 +32,10 @@ from contract_tests.gateway.conftest import (
     assert_not_contacted,
     problem,
 )
-from contract_tests.harness.client import Session, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.processes import LOOPBACK
-from contract_tests.harness.system import Running, User
+from harness.client import Session, parse_stream
+from harness.fakes import FakeControl
+from harness.processes import LOOPBACK
+from harness.system import Running, User
 
 MAX_JSON = 1 * MIB
 MAX_UPLOAD = 10 * MIB

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import CHAT, STREAM
-from contract_tests.harness.client import logged_in, parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.system import Running, User
+from harness.client import logged_in, parse_stream
+from harness.fakes import FakeControl
+from harness.system import Running, User
 
 #: The fake service closes idle keep-alive connections after this many seconds.
 SERVICE_KEEP_ALIVE = 5.0

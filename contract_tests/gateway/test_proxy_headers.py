@@ -16,8 +16,8 @@ from contract_tests.gateway.conftest import (
     route_params,
     user_id,
 )
-from contract_tests.harness.client import assert_no_leak
-from contract_tests.harness.fakes import FakeControl, Record, header_values
+from harness.client import assert_no_leak
+from harness.fakes import FakeControl, Record, header_values
 
 OK_REPLY = {
     "reply": "fine",

@@ -31,10 +31,10 @@ from contract_tests.gateway.conftest import (
     problem,
     raw_request_bytes,
 )
-from contract_tests.harness.client import Session, async_http_client, http_client, parse_stream
-from contract_tests.harness.fakes import FakeControl, new_token
-from contract_tests.harness.processes import LOOPBACK
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import Session, async_http_client, http_client, parse_stream
+from harness.fakes import FakeControl, new_token
+from harness.processes import LOOPBACK
+from harness.system import Fake, Harness, Running, User
 
 KIB = 1024
 

@@ -17,6 +17,7 @@ from http.cookies import SimpleCookie
 import httpx
 import pytest
 
+from contract_tests.files import MISMATCHED_FILES
 from contract_tests.gateway.conftest import (
     CHAT,
     FILE,
@@ -31,10 +32,9 @@ from contract_tests.gateway.conftest import (
     problem,
     route_params,
 )
-from contract_tests.harness.client import Session, assert_problem, http_client
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.files import MISMATCHED_FILES
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import Session, assert_problem, http_client
+from harness.fakes import FakeControl
+from harness.system import Fake, Harness, Running, User
 
 SPOOFED = "203.0.113.7"
 MIB = 1024 * 1024

@@ -18,10 +18,10 @@ from contract_tests.gateway.conftest import (
     route_params,
     user_id,
 )
-from contract_tests.harness.client import http_client, logged_in
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.processes import LOOPBACK
-from contract_tests.harness.system import Running, User
+from harness.client import http_client, logged_in
+from harness.fakes import FakeControl
+from harness.processes import LOOPBACK
+from harness.system import Running, User
 
 ALLOWED_ORIGIN = "http://localhost:3000"
 EVIL_ORIGIN = "http://evil.example"

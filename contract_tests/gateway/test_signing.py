@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from contract_tests.harness.client import Session, parse_stream
-from contract_tests.harness.fakes import FakeControl, Record, header_values
-from contract_tests.harness.system import Fake, Harness, Running, User
+from harness.client import Session, parse_stream
+from harness.fakes import FakeControl, Record, header_values
+from harness.system import Fake, Harness, Running, User
 
 from .conftest import CHAT, ROUTES, Route, route_params, user_id
 

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from contract_tests.harness.client import Session
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.processes import LOOPBACK
-from contract_tests.harness.system import Running
+from harness.client import Session
+from harness.fakes import FakeControl
+from harness.processes import LOOPBACK
+from harness.system import Running
 
 SLOW_HEADERS = 50
 SLOW_BODIES = 50

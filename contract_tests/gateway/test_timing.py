@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import ROUTES, STREAM, RawRequest
-from contract_tests.harness.client import Session, http_client
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.system import Running
+from harness.client import Session, http_client
+from harness.fakes import FakeControl
+from harness.plug import Plug
+from harness.system import Running
 
 INTERVAL = 0.1
 TOLERANCE = 0.03

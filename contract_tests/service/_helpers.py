@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import yaml
 
-from contract_tests.harness.client import Event, assert_problem, parse_stream
-from contract_tests.harness.requirements import SPEC
+from harness.client import Event, assert_problem, parse_stream
+from harness.requirements import SPEC
 
 SECRET_HEADER = "X-Internal-Secret"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from contract_tests.harness.client import http_client
-from contract_tests.harness.processes import ManagedProcess
-from contract_tests.harness.system import Harness, Running
+from harness.client import http_client
+from harness.processes import ManagedProcess
+from harness.system import Harness, Running
 
 
 @pytest.fixture

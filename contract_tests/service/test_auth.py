@@ -8,11 +8,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem, http_client
-from contract_tests.harness.fakes import FakeControl, new_token
-from contract_tests.harness.plug import Plug
-from contract_tests.harness.processes import ManagedProcess
-from contract_tests.harness.system import Fake, Running
+from harness.client import assert_problem, http_client
+from harness.fakes import FakeControl, new_token
+from harness.plug import Plug
+from harness.processes import ManagedProcess
+from harness.system import Fake, Running
 
 from ._helpers import (
     ROUTES,

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import RawRequest
-from contract_tests.harness.client import parse_stream
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.system import Running
 from contract_tests.service._helpers import ROUTES, SECRET_HEADER
+from harness.client import parse_stream
+from harness.fakes import FakeControl
+from harness.system import Running
 
 #: The service closes its LLM request within this long after the caller left.
 CANCEL_WITHIN = 1.0

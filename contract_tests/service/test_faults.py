@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem, parse_stream
-from contract_tests.harness.fakes import FakeControl, new_token
-from contract_tests.harness.processes import free_port
-from contract_tests.harness.system import Fake, Harness, Running
+from harness.client import assert_problem, parse_stream
+from harness.fakes import FakeControl, new_token
+from harness.processes import free_port
+from harness.system import Fake, Harness, Running
 
 from ._helpers import SECRET_HEADER, assert_problem_event, call, is_stream
 

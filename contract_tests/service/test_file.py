@@ -8,8 +8,8 @@ import secrets
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem
-from contract_tests.harness.fakes import FakeControl, new_token
+from harness.client import assert_problem
+from harness.fakes import FakeControl, new_token
 
 from ._helpers import MiB, minimal_pdf
 

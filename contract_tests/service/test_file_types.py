@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_no_leak, assert_problem
-from contract_tests.harness.fakes import FakeControl
-from contract_tests.harness.files import MISMATCHED_FILES
+from contract_tests.files import MISMATCHED_FILES
 from contract_tests.service._helpers import ROUTES, minimal_pdf
+from harness.client import assert_no_leak, assert_problem
+from harness.fakes import FakeControl
 
 
 def upload(

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem, http_client, parse_stream
-from contract_tests.harness.fakes import FakeControl, header_values, new_token
-from contract_tests.harness.processes import free_port
-from contract_tests.harness.system import Harness, Running
+from harness.client import assert_problem, http_client, parse_stream
+from harness.fakes import FakeControl, header_values, new_token
+from harness.processes import free_port
+from harness.system import Harness, Running
 
 from ._helpers import ROUTES, SECRET_HEADER, assert_failure, assert_problem_event, call
 

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_problem
-from contract_tests.harness.fakes import FakeControl, new_token
+from harness.client import assert_problem
+from harness.fakes import FakeControl, new_token
 
 PATH = "/quiz/"
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from contract_tests.harness.client import assert_no_leak, assert_problem, http_client
-from contract_tests.harness.fakes import FakeControl, new_token
-from contract_tests.harness.system import Fake, Harness, Running
+from harness.client import assert_no_leak, assert_problem, http_client
+from harness.fakes import FakeControl, new_token
+from harness.system import Fake, Harness, Running
 
 PREVIOUS = f"previous-{random_secrets.token_urlsafe(16)}"
 USER = "17"

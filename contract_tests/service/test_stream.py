@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from contract_tests.harness.client import Event, EventReader, parse_stream
-from contract_tests.harness.fakes import FakeControl
+from harness.client import Event, EventReader, parse_stream
+from harness.fakes import FakeControl
 
 from ._helpers import assert_problem_event
 

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contract_tests.harness.client import EventReader, parse_stream
+from harness.client import EventReader, parse_stream
 
 STREAM = (
     b'event: token\ndata: {"text":"a"}\n\n'

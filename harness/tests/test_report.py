@@ -1,11 +1,11 @@
-"""contract_tests/harness/report.py: what the contract report says of each requirement."""
+"""harness/report.py: what the contract report says of each requirement."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from contract_tests.harness.report import ContractReport
-from contract_tests.harness.requirements import Requirement, load_requirements
+from harness.report import ContractReport
+from harness.requirements import Requirement, load_requirements
 
 
 def report_of(requirements: dict[str, Requirement], tmp_path: Path) -> dict[str, str]:

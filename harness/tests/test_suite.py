@@ -1,4 +1,4 @@
-"""The pieces every suite's conftest shares (contract_tests/harness/suite.py)."""
+"""The pieces every suite's conftest shares (harness/suite.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import resource
 
 import pytest
 
-from contract_tests.harness.suite import add_option, new_secret, raise_nofile_limit
+from harness.suite import add_option, new_secret, raise_nofile_limit
 
 
 class _Group:
