@@ -18,11 +18,12 @@ django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
-from gateway.asgi.body_limit import ASGIApp, BodyLimit  # noqa: E402
+from gateway.asgi.body_limit import BodyLimit  # noqa: E402
 from gateway.asgi.edge import edge  # noqa: E402
 from gateway.asgi.fastpath import FastPath  # noqa: E402
 from gateway.asgi.gc_tuning import tune_gc  # noqa: E402
 from gateway.asgi.lifespan import LifespanApp  # noqa: E402
+from gateway.asgi.types import ASGIApp  # noqa: E402
 from gateway.checks import raise_for_errors  # noqa: E402
 from gateway.routes import served  # noqa: E402
 from gateway.upstream.client import aclose_clients  # noqa: E402  (needs the app registry)

@@ -1,36 +1,17 @@
-"""A pure ASGI guard that bounds how much of a request body the gateway reads.
+"""A pure ASGI guard: at most a route's body limit (+1 byte) is read from the client.
 
-Django's ASGI handler reads the *whole* body (into a spooled temp file)
-before any view or middleware runs, so a view's 413 would come only after a
-1 GiB upload had been read and written to disk. This guard sits outside
-Django and the fast path and stops pulling from the client near the limit:
-
-- a declared ``Content-Length`` over the limit: Django gets an empty body
-  at once; it refuses the request from the header (``RequestDataTooBig``,
-  or the upload view's own check) with its canonical 413 problem;
-- a body without a length (chunked): it is passed on until it exceeds the
-  limit by one byte, then reported as ended, so the view counts it and
-  refuses it with 413.
-
-Once it has cut a body short the guard marks the response
-``Connection: close``: the rest of the body is never read, so the connection
-cannot carry another request, and uvicorn closes it after the answer instead
-of draining the body. Because nothing calls ``receive`` any more, uvicorn's
-flow control pauses reading the socket (64 KiB buffered, plus the kernel's
-socket buffers), so the gateway's memory stays flat whatever the client sends.
+Django's ASGI handler reads a whole body before any view runs, so the guard
+stops pulling near the limit (a declared length over it reaches Django as an
+empty body; a chunked one is cut one byte past it), lets Django give its own
+413, and closes the connection after the answer (README, "A hostile world").
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Mapping
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from gateway.asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimit:

@@ -1,36 +1,20 @@
 """What the gateway's edge does to every HTTP exchange (SEC-1, SEC-3, SEC-4).
 
-Who the client is: uvicorn's own ``ProxyHeadersMiddleware`` believes
-``X-Forwarded-For`` and ``X-Forwarded-Proto`` from 127.0.0.1 by default, so on
-loopback any client could claim any address or HTTPS. The gateway therefore
-runs uvicorn with ``--no-proxy-headers`` and wraps itself in the same
-(well-kept) middleware with ``GATEWAY_TRUSTED_PROXIES`` as the only trusted
-peers: an empty list trusts no one, and behind trusted proxies the client is
-the right-most untrusted address of the chain. ``scope["client"]`` and
-``scope["scheme"]`` then say what Django (``REMOTE_ADDR``, ``is_secure()``)
-and the fast path see.
-
-What every response carries: Django's ``SESSION_COOKIE_SECURE`` and
-``CSRF_COOKIE_SECURE`` are fixed at start, but one gateway may be reached over
-HTTP and HTTPS, so every cookie set on an HTTPS request is marked ``Secure``
-here. ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` are
-added to any response that lacks them: Django's middleware sets them, but not
-on answers given before it runs to the end (a disallowed Host is refused
-inside CommonMiddleware, before XFrameOptionsMiddleware sees the response).
+``X-Forwarded-For``/``-Proto`` are believed only from GATEWAY_TRUSTED_PROXIES
+(uvicorn's own ProxyHeadersMiddleware; the server runs with
+``--no-proxy-headers``, since uvicorn trusts 127.0.0.1 by default); cookies set
+over HTTPS get ``Secure``; ``nosniff`` and ``X-Frame-Options: DENY`` go on
+every response, also on Django's early refusals that skip its middleware.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from gateway.asgi.types import ASGIApp, Message, Receive, Scope, Send
+
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
 SET_COOKIE = b"set-cookie"

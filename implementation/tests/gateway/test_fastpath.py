@@ -3,14 +3,17 @@
 Every case runs twice over ASGI, once through the fast path and once through
 Django alone, and the two answers (status, headers, body) must be equal;
 the fast path must serve the happy path without Django and hand everything
-else to it.
+else to it: a refusal silently, an unexpected exception counted and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -19,6 +22,7 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from gateway import limits
+from gateway.asgi import fastpath
 from gateway.asgi.fastpath import FastPath
 from gateway.auth.session_users import SessionUsers
 from lamla.asgi import django_application
@@ -90,6 +94,16 @@ def assert_same(through_fast: Result, through_django: Result) -> None:
     assert through_fast.status == through_django.status, (through_fast, through_django)
     assert through_fast.body == through_django.body
     assert through_fast.header_set() == through_django.header_set()
+
+
+def fast_path_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == fastpath.__name__]
+
+
+def assert_handed_over_as_a_refusal(fast: FastPath, caplog: pytest.LogCaptureFixture) -> None:
+    """A refusal is Django's to answer: not a fault of the fast path's, so not counted or logged."""
+    assert not fast.fallbacks, "a refusal was counted as an unexpected fallback"
+    assert not fast_path_records(caplog), "the fast path logged a refusal"
 
 
 # -- the happy path ---------------------------------------------------------------------------
@@ -195,13 +209,37 @@ HANDED_OVER = {
     "too-large-chunked": lambda b: (b.headers(), _split(_too_large(), 600_000), b""),
     "disallowed-host": lambda b: (b.headers(host="evil.example"), BODY, b""),
     "undecodable-query": lambda b: (b.headers(), BODY, b"q=\xff"),
+    # Refusals raised while the CSRF check reads request.POST, and by CommonMiddleware.
+    "multipart-without-boundary": lambda b: (
+        b.headers(content_type="multipart/form-data"),
+        BODY,
+        b"",
+    ),
+    "form-not-utf8": lambda b: (
+        b.headers(content_type="application/x-www-form-urlencoded; charset=latin-1"),
+        b"a=1",
+        b"",
+    ),
+    "too-many-form-fields": lambda b: (
+        b.headers(content_type="application/x-www-form-urlencoded"),
+        b"&".join([b"a=1"] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)),
+        b"",
+    ),
+    "disallowed-user-agent": lambda b: (b.headers(user_agent="EvilBot/1.0"), BODY, b""),
 }
 
 
 @pytest.mark.parametrize("case", list(HANDED_OVER))
 @pytest.mark.parametrize("path", ["/api/chat/", "/api/chat/stream/", "/api/quiz/generate/"])
+@override_settings(DISALLOWED_USER_AGENTS=[re.compile(r"^EvilBot/")])
 async def test_requests_the_fast_path_would_refuse_get_djangos_answer(
-    fast: FastPath, django_app: Recorder, browser: Browser, service, case: str, path: str
+    fast: FastPath,
+    django_app: Recorder,
+    browser: Browser,
+    service,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    path: str,
 ) -> None:
     mock_success(service)
     headers, body, query = HANDED_OVER[case](browser)
@@ -216,6 +254,7 @@ async def test_requests_the_fast_path_would_refuse_get_djangos_answer(
     assert through_fast.status in (400, 401, 403, 413, 415), through_fast
     assert_same(through_fast, through_django)
     assert not service.calls, "the service was contacted"
+    assert_handed_over_as_a_refusal(fast, caplog)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +363,12 @@ UPLOADS_HANDED_OVER = {
 
 @pytest.mark.parametrize("case", list(UPLOADS_HANDED_OVER))
 async def test_uploads_refused_on_their_headers_get_djangos_answer(
-    fast: FastPath, django_app: Recorder, browser: Browser, service, case: str
+    fast: FastPath,
+    django_app: Recorder,
+    browser: Browser,
+    service,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
 ) -> None:
     route = service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
     headers = {"x-request-id": RID, **UPLOADS_HANDED_OVER[case](browser)}
@@ -335,6 +379,7 @@ async def test_uploads_refused_on_their_headers_get_djangos_answer(
     assert through_fast.status in (400, 401, 403, 413, 415), through_fast
     assert_same(through_fast, through_django)
     assert not route.calls, "the service was contacted"
+    assert_handed_over_as_a_refusal(fast, caplog)
 
 
 @override_settings(MAX_UPLOAD_SIZE=1000, MULTIPART_OVERHEAD=100)
@@ -392,7 +437,12 @@ CSRF_CASES = {
 
 @pytest.mark.parametrize("case", list(CSRF_CASES))
 async def test_csrf_decisions_match_djangos(
-    fast: FastPath, django_app: Recorder, browser: Browser, service, case: str
+    fast: FastPath,
+    django_app: Recorder,
+    browser: Browser,
+    service,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
 ) -> None:
     mock_success(service)
     extra, accepted = CSRF_CASES[case]
@@ -409,6 +459,7 @@ async def test_csrf_decisions_match_djangos(
     assert served_by_fast_path is accepted
     assert (through_django.status != 403) is accepted, through_django.body
     assert_same(through_fast, through_django)
+    assert_handed_over_as_a_refusal(fast, caplog)
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -516,6 +567,102 @@ async def test_a_disconnect_before_the_answer_cancels_the_upstream_request(
     await asyncio.wait_for(cancelled.wait(), timeout=1.0)
     result = await asyncio.wait_for(task, timeout=1.0)
     assert result.status is None, "an answer was sent to a client that left"
+
+
+# -- a fault in admission: Django answers, the fast path says so -------------------------------
+class FastPathBug(RuntimeError):
+    """Stands for a bug in the fast path's own admission code."""
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise FastPathBug("admission broke")
+
+
+async def _fail_async(*args: object, **kwargs: object) -> None:
+    raise FastPathBug("admission broke")
+
+
+# name -> (path, step, break it): each breaks one step of the one admission.
+BREAKS = {
+    "request": ("/api/chat/", lambda fast, patch: patch.setattr(fastpath, "ASGIRequest", _fail)),
+    "middleware": ("/api/chat/", lambda fast, patch: patch.setattr(fast.plan, "admits", _fail)),
+    "session": (
+        "/api/chat/stream/",
+        lambda fast, patch: patch.setattr(fast.sessions, "user_id", _fail_async),
+    ),
+    "body": (
+        "/api/quiz/generate/",
+        lambda fast, patch: patch.setattr(fastpath, "read_json_object", _fail),
+    ),
+    "upload-session": (
+        "/api/chat/file/",
+        lambda fast, patch: patch.setattr(fast.sessions, "user_id", _fail_async),
+    ),
+    "upload-body": (
+        "/api/chat/file/",
+        lambda fast, patch: patch.setattr(fastpath, "check_upload_headers", _fail),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BREAKS))
+async def test_an_unexpected_exception_in_admission_is_answered_by_django_counted_and_logged_once(
+    fast: FastPath,
+    django_app: Recorder,
+    browser: Browser,
+    service,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    mock_success(service)
+    service.post("/chatbot/file/").mock(return_value=httpx.Response(200, json=REPLY))
+    path, break_it = BREAKS[case]
+    upload = path == "/api/chat/file/"
+    headers = _upload_headers(browser) if upload else browser.headers()
+    headers["x-request-id"] = RID
+    body = multipart(b"hello") if upload else BODY
+    through_django = await call(django_app.app, "POST", path, headers, body)
+    assert through_django.status == 200, through_django.body
+    break_it(fast, monkeypatch)
+    kind = f"{case.removeprefix('upload-')}:FastPathBug"
+
+    first = await call(fast, "POST", path, headers, body)
+    assert django_app.calls == 1, "the request was not handed to Django"
+    assert_same(first, through_django)  # never a 500 of the fast path's own
+    assert fast.fallbacks == Counter({kind: 1})
+    [record] = fast_path_records(caplog)
+    assert record.levelno == logging.ERROR
+    assert RID in record.getMessage()
+    assert kind in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], FastPathBug)
+    assert "FastPathBug: admission broke" in caplog.text  # the traceback
+
+    second = await call(fast, "POST", path, headers, body)
+    assert django_app.calls == 2
+    assert_same(second, through_django)
+    assert fast.fallbacks == Counter({kind: 2}), "a fallback went uncounted"
+    assert len(fast_path_records(caplog)) == 1, "the same kind of fallback was logged twice"
+
+
+async def test_the_request_id_logged_for_a_fallback_is_the_one_djangos_answer_carries(
+    fast: FastPath,
+    django_app: Recorder,
+    browser: Browser,
+    service,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mock_success(service)
+    monkeypatch.setattr(fast.sessions, "user_id", _fail_async)
+    result = await call(fast, "POST", "/api/chat/", browser.headers(), BODY)  # no X-Request-ID
+    assert result.status == 200, result.body
+    assert django_app.calls == 1
+    [request_id] = [value for name, value in result.headers if name.lower() == "x-request-id"]
+    [record] = fast_path_records(caplog)
+    assert f"(request {request_id})" in record.getMessage()
+    assert service.calls.last.request.headers["x-request-id"] == request_id
 
 
 # -- configuration ------------------------------------------------------------------------------
