@@ -1,24 +1,11 @@
 """Who a session cookie belongs to, for the ASGI fast path, without a thread per request.
 
-Django's own check (``django.contrib.auth.get_user``) runs on every request
-through ``sync_to_async``: one thread hop, two queries. The fast path asks
-this module instead: a per-process cache of session key -> user id, filled
-by ONE thread-insensitive hop (the loop's default executor, so threads stay
-bounded) that loads the session with the configured session store and checks
-it exactly as ``get_user`` does: a user id and a configured backend in the
-session, a user the backend still returns (``is_active``), and the session's
-auth hash equal, in constant time, to the user's current one. Anything else
-(no user, a hash that only a fallback secret verifies, an error) is not
-cached: the fast path hands the request to Django, which answers it and does
-whatever clean-up ``get_user`` does.
-
-An entry lives GATEWAY_SESSION_CACHE_TTL seconds (never past the session's
-own expiry) and the cache holds at most GATEWAY_SESSION_CACHE_SIZE entries
-(least recently used go first). A logout, or any deletion of a session
-row, in this process evicts its key at once (apps/core/apps.py connects the
-receivers); in another worker process it takes effect within the TTL. The
-same TTL bounds how long a password change or a deactivation elsewhere goes
-unnoticed.
+A per-process TTL + LRU cache of session key -> user id, each miss checked by
+one thread hop exactly as ``django.contrib.auth.get_user`` checks it (user,
+backend, active, session auth hash). A refused session is not cached and goes
+to Django; an error is raised, for the fast path to count, log and hand over.
+A logout or session deletion in this process evicts at once (apps/core/apps.py);
+elsewhere it takes GATEWAY_SESSION_CACHE_TTL at most (README, "Performance").
 """
 
 from __future__ import annotations
@@ -79,11 +66,16 @@ class SessionUsers:
         if pending is None:
             pending = asyncio.ensure_future(self._lookup(session_key))
             self._pending[session_key] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(session_key, None))
+            pending.add_done_callback(lambda done: self._settle(session_key, done))
         # shield: one caller leaving (a client disconnect) must not cancel the
         # lookup the others wait for.
         entry = await asyncio.shield(pending)
         return None if entry is None else entry.user_id
+
+    def _settle(self, session_key: str, done: asyncio.Future[_Entry | None]) -> None:
+        self._pending.pop(session_key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: its waiters (if any are left) raise it
 
     async def _lookup(self, session_key: str) -> _Entry | None:
         self.lookups += 1
@@ -148,8 +140,6 @@ def verified_session(session_key: str) -> tuple[Any, float] | None:
             ):
                 return None
         return user.pk, float(store.get_expiry_age())
-    except Exception:  # any doubt: Django decides (and reports errors its way)
-        return None
     finally:
         # This thread is not a request's: nothing else closes its connection.
         close_old_connections()

@@ -128,6 +128,27 @@ async def test_a_session_without_a_user_is_refused() -> None:
     assert await verified(store.session_key) is None
 
 
+async def test_an_error_in_the_session_check_is_raised_not_taken_for_anonymous(
+    monkeypatch, alice
+) -> None:
+    """The fast path counts and logs what it did not expect; None would hide it."""
+    key = await session_of(alice)
+
+    class Broken(RuntimeError):
+        pass
+
+    def broken_backend(path: str):
+        raise Broken("the auth backend failed")
+
+    monkeypatch.setattr(module, "load_backend", broken_backend)
+    with pytest.raises(Broken):
+        await verified(key)
+    cache = SessionUsers(ttl=5.0, max_size=10)
+    with pytest.raises(Broken):
+        await cache.user_id(key)
+    assert len(cache) == 0
+
+
 async def test_evict_forgets_a_key_and_a_lookup_in_flight_is_not_cached(monkeypatch) -> None:
     entered, go_on = threading.Event(), threading.Event()
 
