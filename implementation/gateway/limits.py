@@ -4,14 +4,16 @@ Rate limits: a fixed window per route's bucket (gateway/routes.py), counted
 with one atomic ``incr`` in Django's cache (shared across workers when the
 cache is); streams: at most GATEWAY_MAX_STREAMS_PER_USER open per user in
 this worker. The README ("A hostile world") explains both choices.
+``admit`` serves the async routes; ``admit_sync`` the seed's sync views
+(apps/chatbot/views.py), with the same counters and slots.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -68,14 +70,23 @@ class RateLimiter:
 
     async def hit(self, bucket: str, user_id: object, rate: Rate) -> int | None:
         """Count one request; None if it is allowed, else the seconds until it may retry."""
-        index, left = window(rate, self.clock())
-        key = f"rate:{bucket}:{user_id}:{rate.period}:{index}"
-        ttl = rate.period + 1  # outlives its window a little, then expires by itself
+        key, ttl, left = self._counter(bucket, user_id, rate)
         if self.in_process:
             count = self._incr(key, ttl)
         else:
             count = await self._aincr(key, ttl)
         return None if count <= rate.count else left
+
+    def hit_sync(self, bucket: str, user_id: object, rate: Rate) -> int | None:
+        """``hit`` for sync code (a worker thread): the cache's sync API, whatever the backend."""
+        key, ttl, left = self._counter(bucket, user_id, rate)
+        return None if self._incr(key, ttl) <= rate.count else left
+
+    def _counter(self, bucket: str, user_id: object, rate: Rate) -> tuple[str, int, int]:
+        """(the key counting this window, its time to live, whole seconds until it ends)."""
+        index, left = window(rate, self.clock())
+        ttl = rate.period + 1  # outlives its window a little, then expires by itself
+        return f"rate:{bucket}:{user_id}:{rate.period}:{index}", ttl, left
 
     def _incr(self, key: str, ttl: int) -> int:
         try:
@@ -95,22 +106,33 @@ class RateLimiter:
 
 
 class StreamSlots:
-    """How many streams each user has open in this worker."""
+    """How many streams each user has open in this worker.
+
+    Thread-safe: the async routes take and give back slots on the event loop,
+    the sync views in worker threads. (A locked plain dict costs less than the
+    unlocked Counter it replaced.)
+    """
 
     def __init__(self) -> None:
-        self._open: Counter[object] = Counter()
+        self._open: dict[object, int] = {}
+        self._lock = threading.Lock()
 
     def acquire(self, user_id: object, limit: int) -> Slot | None:
         """A slot, or None when the user already has ``limit`` streams open."""
-        if self._open[user_id] >= limit:
-            return None
-        self._open[user_id] += 1
+        with self._lock:
+            count = self._open.get(user_id, 0)
+            if count >= limit:
+                return None
+            self._open[user_id] = count + 1
         return Slot(self, user_id)
 
     def _release(self, user_id: object) -> None:
-        self._open[user_id] -= 1
-        if self._open[user_id] <= 0:
-            del self._open[user_id]
+        with self._lock:
+            count = self._open[user_id] - 1
+            if count > 0:
+                self._open[user_id] = count
+            else:
+                del self._open[user_id]
 
     def open_streams(self, user_id: object) -> int:
         return self._open.get(user_id, 0)
@@ -162,7 +184,19 @@ async def admit(route: ProxyRoute, user_id: object) -> tuple[HttpResponseBase | 
     uses up their rate too. The caller releases the slot when the stream ends.
     """
     rate = parse_rate(getattr(settings, route.rate_setting))
-    retry = await rate_limiter().hit(route.bucket, user_id, rate)
+    return _decide(route, user_id, await rate_limiter().hit(route.bucket, user_id, rate))
+
+
+def admit_sync(route: ProxyRoute, user_id: object) -> tuple[HttpResponseBase | None, Slot | None]:
+    """``admit`` for sync views (the seed's legacy views): same counters, same slots."""
+    rate = parse_rate(getattr(settings, route.rate_setting))
+    return _decide(route, user_id, rate_limiter().hit_sync(route.bucket, user_id, rate))
+
+
+def _decide(
+    route: ProxyRoute, user_id: object, retry: int | None
+) -> tuple[HttpResponseBase | None, Slot | None]:
+    """The rest of an admission once the rate is counted (``retry``: what ``hit`` said)."""
     if retry is not None:
         return too_many(f"Too many {route.bucket} requests: try again in {retry} s.", retry), None
     if not route.stream:

@@ -28,6 +28,17 @@ logger = logging.getLogger(__name__)
 
 # How much of a 4xx body the gateway reads to relay it.
 MAX_ERROR_BODY = 64 * 1024
+
+
+def relays_error_body(status: int) -> bool:
+    """Whether the browser gets the service's own problem for ``status`` (so it is read).
+
+    A 4xx is the caller's fault and its problem is relayed; a 401/403 means the
+    gateway's own credentials were refused, and a 5xx may hold internals.
+    """
+    return 400 <= status < 500 and status not in (401, 403)
+
+
 POOL_RETRY_AFTER = "1"
 
 

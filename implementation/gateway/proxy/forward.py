@@ -11,7 +11,7 @@ both call it, so every rule holds on both.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 from django.conf import settings
@@ -22,11 +22,12 @@ from gateway.proxy.bodies import OutgoingBody
 from gateway.proxy.failures import (
     MAX_ERROR_BODY,
     bad_upstream_answer,
+    relays_error_body,
     transport_failure,
     upstream_error,
 )
 from gateway.proxy.headers import downstream_response_headers, upstream_request_headers
-from gateway.proxy.relay import EVENT_STREAM, EventStreamResponse, open_relay
+from gateway.proxy.relay import EVENT_STREAM, event_stream_response, open_relay
 from gateway.request_id import get_request_id
 from gateway.routes import ProxyRoute
 from gateway.upstream.client import get_client, service_url
@@ -115,7 +116,7 @@ async def _exchange(
                 upstream, path=upstream_path, request_id=request_id, on_close=on_close
             )
             handed_off = True  # from here on the relay closes the upstream response
-            return _streaming_response(upstream, relay), True
+            return event_stream_response(upstream, relay), True
         return await _json_response(upstream, path=upstream_path, request_id=request_id), False
     finally:
         if not handed_off:
@@ -164,20 +165,15 @@ def is_event_stream(upstream: httpx.Response) -> bool:
     return content_type.split(";")[0].strip().lower() == EVENT_STREAM
 
 
-def _streaming_response(upstream: httpx.Response, relay: AsyncIterator[bytes]) -> HttpResponseBase:
-    response = EventStreamResponse(relay, status=upstream.status_code)
-    for name, value in downstream_response_headers(upstream.headers.multi_items()):
-        response[name] = value
-    # Whatever the service said: no cache may store it, no proxy may buffer it.
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+def declares_more_than(upstream: httpx.Response, limit: int) -> bool:
+    """The answer's Content-Length says it is over ``limit`` bytes: not worth reading."""
+    declared = upstream.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) > limit
 
 
 async def read_bounded(upstream: httpx.Response, limit: int) -> bytes | None:
     """The whole body, or None once it exceeds ``limit`` bytes."""
-    declared = upstream.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declares_more_than(upstream, limit):
         return None
     chunks: list[bytes] = []
     size = 0
@@ -190,7 +186,7 @@ async def read_bounded(upstream: httpx.Response, limit: int) -> bytes | None:
 
 
 async def _read_error_body(upstream: httpx.Response) -> bytes | None:
-    if not 400 <= upstream.status_code < 500 or upstream.status_code in (401, 403):
+    if not relays_error_body(upstream.status_code):
         return None  # never relayed, so never read
     try:
         return await read_bounded(upstream, MAX_ERROR_BODY)

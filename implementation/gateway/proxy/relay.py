@@ -8,12 +8,13 @@ collected) and then gives back the user's stream slot.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 
 import httpx
 from django.http import StreamingHttpResponse
 
 from gateway.problems import problem_json_bytes
+from gateway.proxy.headers import downstream_response_headers
 from gateway.proxy.sse import EventBoundaryBuffer
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,22 @@ class EventStreamResponse(StreamingHttpResponse):
     moment the browser leaves rather than when the generator is collected.
     """
 
-    def __init__(self, relay: AsyncIterator[bytes], *, status: int) -> None:
+    def __init__(self, relay: AsyncIterator[bytes] | Iterator[bytes], *, status: int) -> None:
         super().__init__(relay, status=status, content_type=EVENT_STREAM)
         self.relay = relay
+
+
+def event_stream_response(
+    upstream: httpx.Response, relay: AsyncIterator[bytes] | Iterator[bytes]
+) -> EventStreamResponse:
+    """The browser's response relaying ``upstream``'s event stream (sync relays: WSGI only)."""
+    response = EventStreamResponse(relay, status=upstream.status_code)
+    for name, value in downstream_response_headers(upstream.headers.multi_items()):
+        response[name] = value
+    # Whatever the service said: no cache may store it, no proxy may buffer it.
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 async def open_relay(

@@ -14,6 +14,7 @@ import functools
 import os
 import threading
 from http.cookiejar import Cookie, CookieJar
+from typing import Any
 
 import httpx
 from django.conf import settings
@@ -21,7 +22,14 @@ from django.conf import settings
 from gateway.upstream.signing import SigningAuth
 from gateway.upstream.transport import AiohttpTransport
 
-__all__ = ["NoCookieJar", "aclose_clients", "build_client", "get_client", "service_url"]
+__all__ = [
+    "NoCookieJar",
+    "aclose_clients",
+    "build_client",
+    "client_options",
+    "get_client",
+    "service_url",
+]
 
 
 class NoCookieJar(CookieJar):
@@ -38,41 +46,46 @@ class NoCookieJar(CookieJar):
         return None
 
 
-def build_client() -> httpx.AsyncClient:
-    """A client configured from settings (no env proxies, no redirects, no cookies).
+def client_options() -> dict[str, Any]:
+    """What every client of the service is built with, from settings.
 
-    SERVICE_TRANSPORT picks what carries the bytes: "aiohttp" (the default,
-    gateway/upstream/transport.py: its cost does not grow with the pool) or
-    "httpcore" (httpx's own). HTTP/2 needs httpcore.
-
-    SERVICE_AUTH_MODE "hmac" installs ``SigningAuth`` (SEC-7): each request is
-    signed and loses its X-Internal-Secret. In "secret" mode there is no auth
-    object at all, so the hot path pays nothing for the option.
+    No environment proxies, no redirects, no cookies kept (GW-PROXY-4);
+    SERVICE_AUTH_MODE "hmac" installs ``SigningAuth`` (SEC-7), and in "secret"
+    mode there is no auth object at all, so the hot path pays nothing for it.
     """
-    limits = httpx.Limits(
-        max_connections=settings.SERVICE_MAX_CONNECTIONS,
-        max_keepalive_connections=settings.SERVICE_MAX_KEEPALIVE,
-        keepalive_expiry=settings.SERVICE_KEEPALIVE_EXPIRY,
-    )
-    transport = None
-    if settings.SERVICE_TRANSPORT == "aiohttp" and not settings.SERVICE_HTTP2:
-        transport = AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(
-        base_url=settings.SERVICE_BASE_URL,
-        timeout=httpx.Timeout(
+    return {
+        "base_url": settings.SERVICE_BASE_URL,
+        "timeout": httpx.Timeout(
             connect=settings.SERVICE_CONNECT_TIMEOUT,
             read=settings.SERVICE_READ_TIMEOUT,
             write=settings.SERVICE_WRITE_TIMEOUT,
             pool=settings.SERVICE_POOL_TIMEOUT,
         ),
-        limits=limits,
-        http2=settings.SERVICE_HTTP2,
-        transport=transport,
-        trust_env=False,
-        follow_redirects=False,
-        cookies=NoCookieJar(),
-        auth=SigningAuth(settings.SERVICE_SECRET) if settings.SERVICE_AUTH_MODE == "hmac" else None,
-    )
+        "limits": httpx.Limits(
+            max_connections=settings.SERVICE_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.SERVICE_MAX_KEEPALIVE,
+            keepalive_expiry=settings.SERVICE_KEEPALIVE_EXPIRY,
+        ),
+        "trust_env": False,
+        "follow_redirects": False,
+        "cookies": NoCookieJar(),
+        "auth": SigningAuth(settings.SERVICE_SECRET)
+        if settings.SERVICE_AUTH_MODE == "hmac"
+        else None,
+    }
+
+
+def build_client() -> httpx.AsyncClient:
+    """The async client of ``client_options()``, over the transport SERVICE_TRANSPORT picks.
+
+    "aiohttp" (the default, gateway/upstream/transport.py: its cost does not
+    grow with the pool) or "httpcore" (httpx's own); HTTP/2 needs httpcore.
+    """
+    options = client_options()
+    transport = None
+    if settings.SERVICE_TRANSPORT == "aiohttp" and not settings.SERVICE_HTTP2:
+        transport = AiohttpTransport(limits=options["limits"])
+    return httpx.AsyncClient(**options, http2=settings.SERVICE_HTTP2, transport=transport)
 
 
 _lock = threading.Lock()
