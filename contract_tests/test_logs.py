@@ -25,6 +25,7 @@ import pytest
 from harness.client import http_client, logged_in
 from harness.fakes import FakeControl
 from harness.processes import ManagedProcess
+from harness.spec import proxied_routes, route
 from harness.system import Fake, Harness, Running, User
 
 #: Collected after every other test (contract_tests/conftest.py).
@@ -32,6 +33,9 @@ RUN_LAST = True
 
 SECRET_HEADER = "X-Internal-Secret"
 WRONG_SECRET = "sec2-not-the-secret-0d6f"
+CHAT = route("chat")
+STREAM = route("chat_stream")
+UPLOAD = route("chat_file")
 
 
 @pytest.fixture
@@ -57,19 +61,11 @@ def wait_for_line(log: Path, predicate: Callable[[str], bool], timeout: float = 
 
 def exercise_gateway(client: httpx.Client) -> list[int]:
     """Every proxied route, plus requests the gateway refuses itself; the statuses."""
-    files = {"file": ("notes.txt", b"some notes\n", "text/plain")}
     responses = [
-        client.post("/api/chat/", json={"message": "hello"}),
-        client.post("/api/chat/stream/", json={"message": "hello"}),
-        client.post("/api/chat/file/", data={"message": "what?"}, files=files),
-        client.post(
-            "/api/quiz/generate/", json={"topic": "t", "num_questions": 1, "difficulty": "easy"}
-        ),
-        client.post(
-            "/api/chat/", content=b"{not json", headers={"Content-Type": "application/json"}
-        ),
-        client.post("/api/chat/", json={"message": "x"}, headers={SECRET_HEADER: WRONG_SECRET}),
-        client.post("/api/chat/file/", data={"message": "x"}, files={"file": ("a.pdf", b"no")}),
+        *(each.call(client, "hello") for each in proxied_routes()),
+        client.post(CHAT.path, content=b"{not json", headers={"Content-Type": "application/json"}),
+        client.post(CHAT.path, json={"message": "x"}, headers={SECRET_HEADER: WRONG_SECRET}),
+        client.post(UPLOAD.path, data={"message": "x"}, files={"file": ("a.pdf", b"no")}),
         client.get("/api/no-such-route/"),
     ]
     return [response.status_code for response in responses]
@@ -123,8 +119,8 @@ def test_sec_2_no_log_of_the_run_holds_the_secret_or_the_llm_api_key(
     with logged_in(e2e_gateway.url, alice) as client:
         exercise_gateway(client)
         token = fake_llm.behave(status=500, times=4)
-        client.post("/api/chat/", json={"message": f"fail {token}"})
-        client.post("/api/chat/stream/", json={"message": f"fail {token}"})
+        CHAT.call(client, f"fail {token}")
+        STREAM.call(client, f"fail {token}")
 
     for process in started:  # their shutdown output is part of the run too
         process.stop()

@@ -85,9 +85,10 @@ def gateway(harness: Harness, service: Running, users: list[User]) -> Running:
 
     The real service rather than the fake one: the gateway relays the service's
     validation (422) of bodies it does not inspect itself, and only the real service
-    validates as the OpenAPI documents say.
+    validates as the OpenAPI documents say. The optional legacy routes are on, so
+    they are fuzzed like the others (off, they would only answer 404).
     """
-    return harness.start_gateway(service.url, users)
+    return harness.start_gateway(service.url, users, legacy_views="1")
 
 
 @pytest.fixture(scope="session")

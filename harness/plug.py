@@ -41,6 +41,8 @@ PLACEHOLDERS: dict[str, str] = {
     "quiz_rate": "per-user rate of `/api/quiz/*`, written like `{chat_rate}` (LIMIT-4; gateway)",
     "trusted_proxies": "comma-separated addresses or CIDR networks whose `X-Forwarded-*` "
     "the gateway believes; empty: none (gateway)",
+    "legacy_views": "`1` to serve the optional legacy routes `/api/legacy/*`, else `0` "
+    "(GW-LEGACY-1; gateway)",
     "username": "a test user's name (only in `create_user`)",
     "password": "a test user's password (only in `create_user`)",
 }

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import resource
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,10 +59,26 @@ def configure_plug(config: pytest.Config) -> Plug:
     config.addinivalue_line(
         "markers", "req(*ids): the requirement IDs (spec/requirements.md) this test checks"
     )
+    stop_cleanly_on_sigterm()
     try:
         return load_plug(config.getoption("--impl"))
     except PlugError as exc:
         raise pytest.UsageError(f"plug file: {exc}") from None
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM (a CI timeout, ``kill``) unwind like Ctrl-C, so every server is stopped.
+
+    Python's default for SIGTERM ends the process at once: no fixture teardown
+    runs and the servers the suite started outlive it. As KeyboardInterrupt,
+    pytest finishes its teardown (``Harness.stop_all``) before exiting.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def raise_nofile_limit() -> tuple[int, int]:

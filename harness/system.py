@@ -43,6 +43,7 @@ GATEWAY_KNOBS: dict[str, str] = {
     "chat_rate": "100000/m",
     "quiz_rate": "100000/m",
     "trusted_proxies": "",
+    "legacy_views": "0",  # optional routes; GW-LEGACY-1's tests turn them on
 }
 
 

@@ -1,9 +1,11 @@
 """The request kinds of the soak mix: what each sends and what it must get back.
 
 The expectation of a request is fixed by its kind before it is sent; :func:`judge`
-compares the answer with it. Fault kinds carry a token that selects one of the
-behaviours registered once on the fake service (:data:`BEHAVIOURS`), so the fake's
-behaviour registry stays at a constant size for the whole run.
+compares the answer with it. Paths and bodies come from spec/ (``harness.spec``: the
+operation's example body with the request's token in it). Fault kinds carry a token
+that selects one of the behaviours registered once on the fake service
+(:data:`BEHAVIOURS`), so the fake's behaviour registry stays at a constant size for the
+whole run.
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ from dataclasses import dataclass
 
 from harness.client import parse_stream
 from harness.loadgen import Response, build_request
+from harness.spec import ProxiedRoute, proxied_routes, route
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 EVENT_STREAM = "text/event-stream"
 
-CHAT, STREAM, FILE, QUIZ = (
-    "/api/chat/",
-    "/api/chat/stream/",
-    "/api/chat/file/",
-    "/api/quiz/generate/",
-)
+CHAT = route("chat")
+STREAM = route("chat_stream")
+UPLOAD = route("chat_file")
+QUIZ = route("quiz_generate")
 
 #: Match tokens of the fake-service behaviours; unlikely to occur in any other body.
 FAIL_MATCH = "soak-fault-status500-7f3c"
@@ -58,6 +59,8 @@ class Planned:
     #: Stream kinds: "done" (read to the end), "error" (ends in event: error),
     #: "abort" (the client leaves after the first event); None for plain answers.
     stream: str | None = None
+    #: Quiz kinds: how many questions were asked for.
+    questions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,82 +79,51 @@ class Context:
     headers: tuple[tuple[str, str], ...]
     read_timeout: float
 
-    def post_json(self, path: str, payload: dict[str, object]) -> bytes:
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        return self._post(path, body, JSON)
-
-    def post_upload(self, filename: str, content: bytes, message: str, boundary: str) -> bytes:
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="message"\r\n\r\n'.encode()
-            + message.encode()
-            + b"\r\n",
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                f'filename="{filename}"\r\nContent-Type: text/plain\r\n\r\n'
-            ).encode()
-            + content
-            + b"\r\n",
-            f"--{boundary}--\r\n".encode(),
-        ]
-        return self._post(FILE, b"".join(parts), f"multipart/form-data; boundary={boundary}")
-
-    def _post(self, path: str, body: bytes, content_type: str) -> bytes:
+    def post(self, proxied: ProxiedRoute, token: str) -> bytes:
+        """The request bytes of ``proxied`` with its example body carrying ``token``."""
+        body, content_type = proxied.encode(token)
         headers = (("Content-Type", content_type), *self.headers)
         host = f"{self.host}:{self.port}"
-        return build_request("POST", path, host=host, headers=headers, body=body)
+        return build_request(proxied.method, proxied.path, host=host, headers=headers, body=body)
 
 
 def _chat(ctx: Context, rng: random.Random, tag: str) -> Planned:
-    raw = ctx.post_json(CHAT, {"message": f"hello {tag}"})
-    return Planned("chat", raw, 200, REQUEST_DEADLINE)
+    return Planned("chat", ctx.post(CHAT, tag), 200, REQUEST_DEADLINE)
 
 
 def _stream(ctx: Context, rng: random.Random, tag: str) -> Planned:
-    raw = ctx.post_json(STREAM, {"message": f"stream {tag}"})
-    return Planned("stream", raw, 200, REQUEST_DEADLINE, stream="done")
+    return Planned("stream", ctx.post(STREAM, tag), 200, REQUEST_DEADLINE, stream="done")
 
 
 def _upload(ctx: Context, rng: random.Random, tag: str) -> Planned:
-    content = f"notes of {tag}\n".encode() * rng.randint(1, 64)
-    raw = ctx.post_upload("notes.txt", content, f"summarise {tag}", f"soakboundary{tag}")
-    return Planned("upload", raw, 200, REQUEST_DEADLINE)
+    return Planned("upload", ctx.post(UPLOAD, tag), 200, REQUEST_DEADLINE)
 
 
 def _quiz(ctx: Context, rng: random.Random, tag: str) -> Planned:
-    payload = {"topic": f"soak {tag}", "num_questions": 3, "difficulty": "easy"}
-    return Planned("quiz", ctx.post_json(QUIZ, payload), 200, REQUEST_DEADLINE)
+    asked = QUIZ.payload(tag)["json"]["num_questions"]
+    return Planned("quiz", ctx.post(QUIZ, tag), 200, REQUEST_DEADLINE, questions=asked)
 
 
 def _abort(ctx: Context, rng: random.Random, tag: str) -> Planned:
-    raw = ctx.post_json(STREAM, {"message": f"{LONG_MATCH} {tag}"})
+    raw = ctx.post(STREAM, f"{LONG_MATCH} {tag}")
     return Planned("abort", raw, 200, REQUEST_DEADLINE, stream="abort")
 
 
 def _fail(ctx: Context, rng: random.Random, tag: str) -> Planned:
     """The service answers 500 on a random proxied route: the gateway must say 502."""
-    message = f"{FAIL_MATCH} {tag}"
-    route = rng.choice(("chat", "stream", "upload", "quiz"))
-    if route == "chat":
-        raw = ctx.post_json(CHAT, {"message": message})
-    elif route == "stream":
-        raw = ctx.post_json(STREAM, {"message": message})
-    elif route == "upload":
-        raw = ctx.post_upload("notes.txt", b"some notes\n", message, f"soakboundary{tag}")
-    else:
-        raw = ctx.post_json(QUIZ, {"topic": message, "num_questions": 3})
+    raw = ctx.post(rng.choice(proxied_routes()), f"{FAIL_MATCH} {tag}")
     return Planned("fault_500", raw, 502, REQUEST_DEADLINE)
 
 
 def _drop(ctx: Context, rng: random.Random, tag: str) -> Planned:
     """The service drops the connection after one event: the stream must end in error."""
-    raw = ctx.post_json(STREAM, {"message": f"{DROP_MATCH} {tag}"})
+    raw = ctx.post(STREAM, f"{DROP_MATCH} {tag}")
     return Planned("fault_drop", raw, 200, REQUEST_DEADLINE, stream="error")
 
 
 def _hang(ctx: Context, rng: random.Random, tag: str) -> Planned:
     """The service never answers: the gateway must say 504 at its read timeout."""
-    path = rng.choice((CHAT, STREAM))
-    raw = ctx.post_json(path, {"message": f"{HANG_MATCH} {tag}"})
+    raw = ctx.post(rng.choice((CHAT, STREAM)), f"{HANG_MATCH} {tag}")
     return Planned("fault_hang", raw, 504, hang_deadline(ctx.read_timeout))
 
 
@@ -198,7 +170,7 @@ def judge(planned: Planned, response: Response) -> str | None:
     if planned.stream is None:
         if ctype != JSON:
             return f"content type {ctype!r}, expected {JSON}"
-        return _judge_json(planned.kind, response.body)
+        return _judge_json(planned, response.body)
     if ctype != EVENT_STREAM:
         return f"content type {ctype!r}, expected {EVENT_STREAM}"
     return _judge_stream(planned.stream, response.body)
@@ -216,15 +188,15 @@ def _judge_problem(response: Response, ctype: str) -> str | None:
     return None
 
 
-def _judge_json(kind: str, body: bytes) -> str | None:
+def _judge_json(planned: Planned, body: bytes) -> str | None:
     try:
         data = json.loads(body)
     except ValueError:
         return "body is not JSON"
-    if kind == "quiz":
+    if planned.questions is not None:
         questions = data.get("questions") if isinstance(data, dict) else None
-        if not isinstance(questions, list) or len(questions) != 3:
-            return "quiz without 3 questions"
+        if not isinstance(questions, list) or len(questions) != planned.questions:
+            return f"quiz without {planned.questions} questions"
     elif not isinstance(data, dict) or not isinstance(data.get("reply"), str):
         return "answer without a reply"
     return None

@@ -10,8 +10,9 @@ import pytest
 from contract_tests.gateway.conftest import RawRequest
 from harness.client import Session, parse_stream
 from harness.fakes import FakeControl
+from harness.spec import route
 
-STREAM_PATH = "/api/chat/stream/"
+STREAM_PATH = route("chat_stream").path
 #: Browser gone -> LLM request closed within this long (two hops: gateway, service).
 CANCEL_WITHIN = 1.0
 

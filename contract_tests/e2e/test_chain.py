@@ -7,10 +7,16 @@ import pytest
 
 from harness.client import assert_problem, parse_stream
 from harness.fakes import FakeControl
+from harness.spec import route
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+FILE = route("chat_file")
+QUIZ = route("quiz_generate")
 
 
 def stream_chat(client: httpx.Client, message: str) -> tuple[list, bytes]:
-    response = client.post("/api/chat/stream/", json={"message": message})
+    response = client.post(STREAM.path, json={"message": message})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     return parse_stream(response.content)
@@ -34,7 +40,7 @@ def test_e2e_2_user_id_reaches_the_llm_and_the_secret_does_not(
 ) -> None:
     user_id = str(e2e_client.get("/api/auth/me/").json()["id"])
     token = fake_llm.behave(reply="hello")
-    assert e2e_client.post("/api/chat/", json={"message": token}).status_code == 200
+    assert e2e_client.post(CHAT.path, json={"message": token}).status_code == 200
     (record,) = fake_llm.requests(token)
     assert record["user"] == user_id
     assert secret not in repr(record["headers"])
@@ -46,14 +52,14 @@ def test_e2e_3_chat_file_and_quiz_work_through_the_chain(
     e2e_client: httpx.Client, fake_llm: FakeControl
 ) -> None:
     token = fake_llm.behave(reply="a plain answer")
-    chat = e2e_client.post("/api/chat/", json={"message": f"hi {token}", "history": []})
+    chat = e2e_client.post(CHAT.path, json={"message": f"hi {token}", "history": []})
     assert chat.status_code == 200, chat.text
     assert chat.json()["reply"] == "a plain answer"
 
     token = fake_llm.behave(reply="about your file")
     text = f"The ledger says 42 {token}".encode()
     upload = e2e_client.post(
-        "/api/chat/file/",
+        FILE.path,
         data={"message": "what does it say?"},
         files={"file": ("notes.txt", text, "text/plain")},
     )
@@ -63,7 +69,7 @@ def test_e2e_3_chat_file_and_quiz_work_through_the_chain(
     assert "The ledger says 42" in record["body"]
 
     quiz = e2e_client.post(
-        "/api/quiz/generate/", json={"topic": "HTTP", "num_questions": 4, "difficulty": "easy"}
+        QUIZ.path, json={"topic": "HTTP", "num_questions": 4, "difficulty": "easy"}
     )
     assert quiz.status_code == 200, quiz.text
     body = quiz.json()
@@ -76,7 +82,7 @@ def test_e2e_3_chat_file_and_quiz_work_through_the_chain(
 def test_e2e_3_service_validation_errors_reach_the_browser_as_problems(
     e2e_client: httpx.Client, fake_llm: FakeControl
 ) -> None:
-    response = e2e_client.post("/api/quiz/generate/", json={"topic": "x", "num_questions": 99})
+    response = e2e_client.post(QUIZ.path, json={"topic": "x", "num_questions": 99})
     assert_problem(response, 422)
     assert fake_llm.requests() == []
 

@@ -8,7 +8,12 @@ import pytest
 
 from harness.client import logged_in, parse_stream
 from harness.fakes import FakeControl
+from harness.spec import route
 from harness.system import Running, User
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+FILE = route("chat_file")
 
 
 @pytest.mark.req("SEC-7", "SEC-8")
@@ -23,12 +28,12 @@ def test_sec_7_sec_8_a_signing_gateway_and_a_verifying_service_chat_end_to_end(
     gateway = start_gateway(service_url=service.url, auth_mode="hmac")
     with logged_in(gateway.url, alice) as client:
         token = fake_llm.behave(reply="signed all the way")
-        response = client.post("/api/chat/", json={"message": f"hello {token}"})
+        response = client.post(CHAT.path, json={"message": f"hello {token}"})
         assert response.status_code == 200, response.text
         assert response.json()["reply"] == "signed all the way"
 
         token = fake_llm.behave(tokens=4)
-        response = client.post("/api/chat/stream/", json={"message": f"count {token}"})
+        response = client.post(STREAM.path, json={"message": f"count {token}"})
         assert response.status_code == 200, response.text
         events, rest = parse_stream(response.content)
         assert [e.event for e in events] == ["token"] * 4 + ["done"]
@@ -38,7 +43,7 @@ def test_sec_7_sec_8_a_signing_gateway_and_a_verifying_service_chat_end_to_end(
         token = fake_llm.behave(reply="signed file")
         notes = (f"notes {token}\n" * (2 * 1024 * 1024 // 40)).encode()
         response = client.post(
-            "/api/chat/file/",
+            FILE.path,
             data={"message": "sum it up"},
             files={"file": ("../notes.txt", notes, "text/plain")},
         )

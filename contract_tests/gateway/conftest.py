@@ -1,7 +1,8 @@
-"""Helpers of the gateway suite: routes, anonymous and second-user clients, leak checks, logs.
+"""Helpers of the gateway suite: clients, leak checks, logs, raw HTTP, extra gateways.
 
 Everything here speaks to the gateway over HTTP (black box) and to the fake service
-through its control API; nothing imports the implementation.
+through its control API; nothing imports the implementation. The proxied routes and
+their sample bodies come from spec/ (``harness.spec``: ``route``, ``proxied_routes``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import contextlib
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from harness.client import (
 )
 from harness.fakes import FakeControl, Record, header_values
 from harness.processes import LOOPBACK
+from harness.spec import ProxiedRoute, proxied_routes
 from harness.system import Fake, Harness, Running, User
 
 #: What a well-formed request id looks like (spec/gateway.openapi.yaml, RequestId).
@@ -36,52 +37,11 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 MIB = 1024 * 1024
 
-Headers = dict[str, str] | list[tuple[str, str]] | None
 
-
-@dataclass(frozen=True)
-class Route:
-    """A proxied gateway route, the service path it maps to, and how to call it."""
-
-    name: str
-    path: str
-    upstream: str
-    streams: bool = False
-
-    def call(self, client: httpx.Client, token: str, *, headers: Headers = None) -> httpx.Response:
-        """A valid request for this route with ``token`` in its body (selects a behaviour)."""
-        return client.send(self.build(client, token, headers=headers))
-
-    def build(self, client: httpx.Client, token: str, *, headers: Headers = None) -> httpx.Request:
-        """The same request, built but not sent.
-
-        ``headers`` replace the client's headers of the same name; a list of pairs
-        keeps duplicates, in order.
-        """
-        return client.build_request("POST", self.path, headers=headers, **self.payload(token))
-
-    def payload(self, token: str) -> dict[str, Any]:
-        if self.name == "file":
-            return {
-                "data": {"message": f"summarise {token}"},
-                "files": {"file": ("notes.txt", f"notes for {token}\n".encode(), "text/plain")},
-            }
-        if self.name == "quiz":
-            return {"json": {"topic": f"HTTP {token}", "num_questions": 2, "difficulty": "easy"}}
-        return {"json": {"message": f"hello {token}"}}
-
-
-CHAT = Route("chat", "/api/chat/", "/chatbot/")
-STREAM = Route("stream", "/api/chat/stream/", "/chatbot/stream/", streams=True)
-FILE = Route("file", "/api/chat/file/", "/chatbot/file/")
-QUIZ = Route("quiz", "/api/quiz/generate/", "/quiz/")
-ROUTES = (CHAT, STREAM, FILE, QUIZ)
-JSON_ROUTES = (CHAT, STREAM, QUIZ)
-
-
-def route_params(routes: tuple[Route, ...] = ROUTES) -> list[Any]:
-    """``routes`` as pytest params with readable ids."""
-    return [pytest.param(route, id=route.name) for route in routes]
+def route_params(routes: Iterable[ProxiedRoute] | None = None) -> list[Any]:
+    """``routes`` (default: every proxied route of the spec) as pytest params with readable ids."""
+    chosen = proxied_routes() if routes is None else routes
+    return [pytest.param(route, id=route.operation_id) for route in chosen]
 
 
 # -- clients ------------------------------------------------------------------------------------

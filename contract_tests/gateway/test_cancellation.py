@@ -13,13 +13,16 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.gateway.conftest import CHAT, STREAM, RawRequest, assert_absent
+from contract_tests.gateway.conftest import RawRequest, assert_absent
 from harness.client import Session, parse_stream
 from harness.fakes import FakeControl
+from harness.spec import route
 from harness.system import Running, User
 
 #: GW-CANCEL-1/2: the gateway closes its upstream request within this long.
 CANCEL_WITHIN = 1.0
+CHAT = route("chat")
+STREAM = route("chat_stream")
 
 
 def stream_body(token: str) -> bytes:

@@ -10,11 +10,7 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import (
-    CHAT,
-    FILE,
     MIB,
-    QUIZ,
-    STREAM,
     assert_not_contacted,
     one_request,
     only_value,
@@ -22,7 +18,13 @@ from contract_tests.gateway.conftest import (
 )
 from harness.client import Event, EventReader, assert_no_leak, parse_stream
 from harness.fakes import FakeControl
+from harness.spec import route
 from harness.system import Running
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+FILE = route("chat_file")
+QUIZ = route("quiz_generate")
 
 #: A deadline for the first relayed event, below the gateway's 3 s read timeout, so a
 #: gateway that buffers until its read timeout fires cannot pass by accident.
@@ -62,7 +64,7 @@ def test_gw_chat_1_chat_is_proxied_to_chatbot_and_the_reply_returned(
     assert response.json() == answer
     assert_no_leak(response, secret)
 
-    sent = upstream_json(fake_service, token, "/chatbot/")
+    sent = upstream_json(fake_service, token, CHAT.upstream)
     assert sent["message"] == message
     assert sent["history"] == history
 
@@ -75,7 +77,7 @@ def test_gw_chat_1_chat_without_history_is_proxied(
     response = alice_client.post(CHAT.path, json={"message": f"just this {token}"})
     assert response.status_code == 200, response.text
     assert response.json()["reply"] == f"echo: just this {token}"
-    sent = upstream_json(fake_service, token, "/chatbot/")
+    sent = upstream_json(fake_service, token, CHAT.upstream)
     assert sent["message"] == f"just this {token}"
     assert sent.get("history") in (None, [])
 
@@ -103,7 +105,7 @@ def test_gw_quiz_1_quiz_is_proxied_to_quiz_and_the_answer_returned(
     assert response.json() == quiz
     assert_no_leak(response, secret)
 
-    sent = upstream_json(fake_service, token, "/quiz/")
+    sent = upstream_json(fake_service, token, QUIZ.upstream)
     assert sent["topic"] == request["topic"]
     assert sent["num_questions"] == 1
     assert sent["difficulty"] == "hard"
@@ -149,7 +151,7 @@ def test_gw_file_1_upload_reaches_the_service_byte_for_byte(
 
     record = one_request(fake_service, token)
     assert record["method"] == "POST"
-    assert record["path"] == "/chatbot/file/"
+    assert record["path"] == FILE.upstream
     content_type = only_value(record, "content-type")
     assert content_type.startswith("multipart/form-data"), content_type
     assert re.search(r"(?i)content-type:\s*application/pdf", record["body"]), (

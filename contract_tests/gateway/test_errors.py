@@ -12,14 +12,8 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import (
-    CHAT,
-    FILE,
-    JSON_ROUTES,
     MIB,
-    QUIZ,
-    STREAM,
     LogWatch,
-    Route,
     anonymous,
     assert_not_contacted,
     blackhole,
@@ -29,6 +23,7 @@ from contract_tests.gateway.conftest import (
 from harness.client import assert_no_leak, http_client, logged_in, parse_stream
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK, free_port
+from harness.spec import ProxiedRoute, proxied_routes, route
 from harness.system import Harness, Running, User
 
 #: Every failure must be answered well within this bound (read_timeout is 3 s).
@@ -36,6 +31,12 @@ NEVER_HANGS = 10.0
 SLOW = httpx.Timeout(NEVER_HANGS + 5.0)
 
 INTERNAL = "internal-detail-xyz"
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+QUIZ = route("quiz_generate")
+#: The routes with a JSON body.
+JSON_ROUTES = proxied_routes(uploads=False)
 
 
 # -- GW-PROXY-7: the service cannot be reached or does not answer -----------------------------
@@ -62,7 +63,7 @@ def dead_service(harness: Harness, users: list[User]) -> Iterator[DeadService]:
 @pytest.mark.req("GW-PROXY-7")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_7_unreachable_service_gives_502(
-    dead_service: DeadService, alice: User, secret: str, route: Route
+    dead_service: DeadService, alice: User, secret: str, route: ProxiedRoute
 ) -> None:
     with logged_in(dead_service.gateway.url, alice) as client:
         started = time.monotonic()
@@ -84,7 +85,7 @@ def test_gw_proxy_7_connect_timeout_gives_504(
 @pytest.mark.req("GW-PROXY-7")
 @pytest.mark.parametrize("route", route_params((CHAT, STREAM)))
 def test_gw_proxy_7_read_timeout_gives_504(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(hang=True)
     started = time.monotonic()
@@ -137,7 +138,11 @@ def test_gw_proxy_7_exhausted_pool_gives_503_with_retry_after(
 @pytest.mark.parametrize("status", [500, 503])
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_7_service_5xx_gives_502_without_its_details(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route, status: int
+    alice_client: httpx.Client,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
+    status: int,
 ) -> None:
     body = {
         "type": "https://errors.example/internal",
@@ -163,21 +168,27 @@ def test_gw_proxy_7_service_5xx_text_body_gives_502_without_it(
     assert INTERNAL not in response.text
 
 
+#: Service 4xx answers to relay: 422 from every proxied route, what only an upload
+#: provokes from every upload route, and other statuses from the chat route.
+RELAYED_4XX = [
+    *((each, 422) for each in proxied_routes()),
+    *((each, status) for each in proxied_routes(uploads=True) for status in (415, 413)),
+    (CHAT, 400),
+    (CHAT, 404),
+]
+
+
 @pytest.mark.req("GW-PROXY-7")
 @pytest.mark.parametrize(
     ("route", "status"),
-    [
-        pytest.param(CHAT, 422, id="chat-422"),
-        pytest.param(CHAT, 400, id="chat-400"),
-        pytest.param(CHAT, 404, id="chat-404"),
-        pytest.param(STREAM, 422, id="stream-422"),
-        pytest.param(QUIZ, 422, id="quiz-422"),
-        pytest.param(FILE, 415, id="file-415"),
-        pytest.param(FILE, 413, id="file-413"),
-    ],
+    [pytest.param(each, status, id=f"{each}-{status}") for each, status in RELAYED_4XX],
 )
 def test_gw_proxy_7_service_4xx_is_relayed_with_status_and_problem_body(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route, status: int
+    alice_client: httpx.Client,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
+    status: int,
 ) -> None:
     body = {
         "type": "https://errors.lamla.dev/validation",
@@ -212,9 +223,9 @@ def test_gw_proxy_7_service_refusing_the_secret_gives_502_and_a_log_line(
 
 
 @pytest.mark.req("GW-PROXY-7")
-@pytest.mark.parametrize("route", route_params((CHAT, QUIZ, FILE)))
+@pytest.mark.parametrize("route", route_params(proxied_routes(streams=False)))
 def test_gw_proxy_7_malformed_service_reply_gives_502(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(malformed=True)
     problem(route.call(alice_client, token), 502, secret)
@@ -235,7 +246,11 @@ def test_gw_proxy_7_malformed_service_reply_gives_502(
 )
 @pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_gw_proxy_7_invalid_json_gives_400(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route, raw: bytes
+    alice_client: httpx.Client,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
+    raw: bytes,
 ) -> None:
     response = alice_client.post(
         route.path, content=raw, headers={"Content-Type": "application/json"}
@@ -247,7 +262,7 @@ def test_gw_proxy_7_invalid_json_gives_400(
 @pytest.mark.req("GW-PROXY-7")
 @pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_gw_proxy_7_json_body_over_1_mib_gives_413(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     raw = json.dumps({"message": "x" * (MIB + 16)}).encode()
     response = alice_client.post(
@@ -261,12 +276,9 @@ def test_gw_proxy_7_json_body_over_1_mib_gives_413(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", CHAT.path),
+        *(("GET", each.path) for each in proxied_routes()),
         ("PUT", CHAT.path),
         ("DELETE", CHAT.path),
-        ("GET", STREAM.path),
-        ("GET", FILE.path),
-        ("GET", QUIZ.path),
         ("PATCH", QUIZ.path),
     ],
 )
@@ -280,22 +292,28 @@ def test_gw_proxy_7_wrong_method_gives_405(
     assert_not_contacted(fake_service)
 
 
+def wrong_content_types() -> list[Any]:
+    """A valid body under a content type its route does not take: a JSON route's body as
+    text, an upload's fields as JSON, and a form on the chat route."""
+    cases = []
+    for each in proxied_routes():
+        if each.uploads:
+            raw = json.dumps(each.example.instance("hi")).encode()
+            cases.append(pytest.param(each, "application/json", raw, id=f"{each}-json"))
+        else:
+            raw, _ = each.encode("hi")
+            cases.append(pytest.param(each, "text/plain", raw, id=f"{each}-text"))
+    form = "application/x-www-form-urlencoded"
+    return [*cases, pytest.param(CHAT, form, b"message=hi", id="chat-form")]
+
+
 @pytest.mark.req("GW-PROXY-7")
-@pytest.mark.parametrize(
-    ("route", "content_type", "raw"),
-    [
-        pytest.param(CHAT, "text/plain", b'{"message": "hi"}', id="chat-text"),
-        pytest.param(CHAT, "application/x-www-form-urlencoded", b"message=hi", id="chat-form"),
-        pytest.param(STREAM, "text/plain", b'{"message": "hi"}', id="stream-text"),
-        pytest.param(QUIZ, "text/plain", b'{"topic": "x", "num_questions": 1}', id="quiz-text"),
-        pytest.param(FILE, "application/json", b'{"message": "hi"}', id="file-json"),
-    ],
-)
+@pytest.mark.parametrize(("route", "content_type", "raw"), wrong_content_types())
 def test_gw_proxy_7_wrong_content_type_gives_415(
     alice_client: httpx.Client,
     fake_service: FakeControl,
     secret: str,
-    route: Route,
+    route: ProxiedRoute,
     content_type: str,
     raw: bytes,
 ) -> None:
@@ -474,7 +492,7 @@ def test_prob_1_every_gateway_error_is_a_problem_document(
 @pytest.mark.req("PROB-2")
 @pytest.mark.parametrize("route", route_params())
 def test_prob_2_service_traces_and_secret_echoes_never_reach_the_client(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     trace = 'Traceback (most recent call last): File "/srv/app.py", line 3'
     token = fake_service.behave(
@@ -488,7 +506,7 @@ def test_prob_2_service_traces_and_secret_echoes_never_reach_the_client(
 @pytest.mark.req("PROB-2")
 @pytest.mark.parametrize("route", route_params((CHAT, STREAM)))
 def test_prob_2_successful_answers_carry_no_trace_or_secret_from_service_headers(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     trace = 'Traceback (most recent call last): File "/srv/app.py", line 3'
     fields: dict[str, Any] = {"headers": [["X-Debug-Trace", trace], ["X-Echo", secret]]}

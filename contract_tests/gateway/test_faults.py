@@ -21,9 +21,17 @@ import pytest
 from harness.client import Session, parse_stream
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK, free_port
+from harness.spec import ProxiedRoute, proxied_routes, route
 from harness.system import Fake, Harness, Running, User
 
-from .conftest import CHAT, QUIZ, STREAM, Route, problem
+from .conftest import problem, route_params
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+#: The routes with a JSON body, and those of them that answer JSON or stream.
+JSON_ROUTES = proxied_routes(uploads=False)
+ANSWER_ROUTES = proxied_routes(uploads=False, streams=False)
+STREAM_ROUTES = proxied_routes(uploads=False, streams=True)
 
 #: The read timeout of the gateway this module starts itself for FAULT-1/2 (seconds).
 READ_TIMEOUT = 1.0
@@ -43,7 +51,7 @@ def session_client(session: Session, timeout: float) -> httpx.Client:
     )
 
 
-def post(client: httpx.Client, route: Route, token: str) -> tuple[httpx.Response, float]:
+def post(client: httpx.Client, route: ProxiedRoute, token: str) -> tuple[httpx.Response, float]:
     """``route`` with ``token`` in its body, read to the end; the response and seconds taken."""
     started = time.monotonic()
     response = route.call(client, token)
@@ -292,9 +300,9 @@ def bounded_client(alice_session: Session) -> Iterator[httpx.Client]:
 
 
 @pytest.mark.req("FAULT-3")
-@pytest.mark.parametrize("route", [CHAT, QUIZ, STREAM], ids=lambda r: r.name)
+@pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_fault_3_service_that_never_answers_gives_504_within_the_read_timeout(
-    bounded_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    bounded_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(hang=True)
     response, elapsed = post(bounded_client, route, token)
@@ -332,34 +340,34 @@ NO_HANG = DEFAULT_READ_TIMEOUT + 3.0
 BIG_HEADER = [["X-Big", "a" * (8 * 1024 + 1)]]
 
 FAULT_4_CASES: list[Any] = [
-    pytest.param(route, fields, id=f"{name}-{route.name}")
+    pytest.param(each, fields, id=f"{name}-{each}")
     for name, fields, routes in [
-        ("close-before-headers", {"close": True}, (CHAT, STREAM, QUIZ)),
+        ("close-before-headers", {"close": True}, JSON_ROUTES),
         # A JSON answer whose body stops half-way: headers sent, then the connection cut.
         (
             "close-during-body",
             {"stream": True, "events": 3, "drop_after": 1, "content_type": "application/json"},
-            (CHAT, QUIZ),
+            ANSWER_ROUTES,
         ),
-        ("close-during-stream", {"events": 4, "drop_after": 2}, (STREAM,)),
-        ("close-mid-event", {"events": 4, "partial_after": 1}, (STREAM,)),
-        ("malformed-json", {"malformed": True}, (CHAT, QUIZ)),
+        ("close-during-stream", {"events": 4, "drop_after": 2}, STREAM_ROUTES),
+        ("close-mid-event", {"events": 4, "partial_after": 1}, STREAM_ROUTES),
+        ("malformed-json", {"malformed": True}, ANSWER_ROUTES),
         (
             "html-page",
             {"body": "<html>upstream error</html>", "content_type": "text/html"},
-            (CHAT, STREAM, QUIZ),
+            JSON_ROUTES,
         ),
         # The usual body, but labelled with a type the route does not produce.
-        ("json-as-html", {"content_type": "text/html; charset=utf-8"}, (CHAT, STREAM, QUIZ)),
-        ("stream-on-json-route", {"stream": True, "events": 2}, (CHAT, QUIZ)),
+        ("json-as-html", {"content_type": "text/html; charset=utf-8"}, JSON_ROUTES),
+        ("stream-on-json-route", {"stream": True, "events": 2}, ANSWER_ROUTES),
         (
             "json-on-stream-route",
             {"stream": False, "reply": {"reply": "x", "usage": {}}},
-            (STREAM,),
+            STREAM_ROUTES,
         ),
-        ("header-over-8-kib", {"headers": BIG_HEADER}, (CHAT, STREAM, QUIZ)),
+        ("header-over-8-kib", {"headers": BIG_HEADER}, JSON_ROUTES),
     ]
-    for route in routes
+    for each in routes
 ]
 
 
@@ -369,7 +377,7 @@ def test_fault_4_answer_the_gateway_cannot_relay_gives_502_or_one_error_event(
     alice_session: Session,
     fake_service: FakeControl,
     secret: str,
-    route: Route,
+    route: ProxiedRoute,
     fields: dict[str, Any],
 ) -> None:
     token = fake_service.behave(**fields)

@@ -22,19 +22,16 @@ import psutil
 import pytest
 
 from contract_tests.gateway.conftest import (
-    CHAT,
-    FILE,
     MIB,
-    QUIZ,
-    STREAM,
     RawRequest,
-    Route,
     assert_not_contacted,
     problem,
+    route_params,
 )
 from harness.client import Session, parse_stream
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK
+from harness.spec import ProxiedRoute, proxied_routes, route
 from harness.system import Running, User
 
 MAX_JSON = 1 * MIB
@@ -44,6 +41,13 @@ MAX_UPLOAD = 10 * MIB
 MAX_ACCEPTED = 64 * MIB
 MAX_RSS_GROWTH = 32 * MIB
 BOUNDARY = "limit-test-boundary-7d1c"
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+FILE = route("chat_file")
+QUIZ = route("quiz_generate")
+#: The routes with a JSON body (LIMIT-1).
+JSON_ROUTES = proxied_routes(uploads=False)
 
 
 # -- raw requests ---------------------------------------------------------------------------------
@@ -177,9 +181,13 @@ def json_body(token: str, size: int) -> bytes:
 
 # -- LIMIT-1 --------------------------------------------------------------------------------------
 @pytest.mark.req("LIMIT-1")
-@pytest.mark.parametrize("route", [CHAT, STREAM, QUIZ], ids=lambda r: r.name)
+@pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_limit_1_declared_json_body_over_1_mib_is_refused_before_it_is_read(
-    gateway: Running, alice_session: Session, fake_service: FakeControl, secret: str, route: Route
+    gateway: Running,
+    alice_session: Session,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
 ) -> None:
     # The length says 1 MiB + 1; no byte of the body is ever sent. A gateway that
     # reads the body before deciding waits for it and never answers.
@@ -210,9 +218,13 @@ def test_limit_1_json_body_of_exactly_1_mib_is_proxied(
 
 
 @pytest.mark.req("LIMIT-1")
-@pytest.mark.parametrize("route", [CHAT, STREAM, QUIZ], ids=lambda r: r.name)
+@pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_limit_1_chunked_json_body_is_refused_once_past_1_mib(
-    gateway: Running, alice_session: Session, fake_service: FakeControl, secret: str, route: Route
+    gateway: Running,
+    alice_session: Session,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
 ) -> None:
     # No length: 1 MiB + 64 KiB of a JSON string is sent and the body never ends (no
     # last chunk). Only a gateway that counts as it reads and stops past the limit answers.
@@ -435,7 +447,7 @@ def test_limit_4_sixth_chat_request_in_the_window_is_refused_and_quiz_has_its_ow
         # The three chat routes share one bucket of 5.
         for route in (CHAT, STREAM, FILE, CHAT, STREAM):
             response = route.call(client, token)
-            assert response.status_code == 200, f"{route.name}: {response.text}"
+            assert response.status_code == 200, f"{route.operation_id}: {response.text}"
         for route in (CHAT, STREAM, FILE):
             over = fake_service.behave()
             retry_after = assert_refused_429(route.call(client, over), secret)

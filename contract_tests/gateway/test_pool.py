@@ -9,13 +9,15 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.gateway.conftest import CHAT, STREAM
 from harness.client import logged_in, parse_stream
 from harness.fakes import FakeControl
+from harness.spec import route
 from harness.system import Running, User
 
 #: The fake service closes idle keep-alive connections after this many seconds.
 SERVICE_KEEP_ALIVE = 5.0
+CHAT = route("chat")
+STREAM = route("chat_stream")
 
 
 @pytest.mark.req("GW-PROXY-1")
@@ -49,8 +51,7 @@ def test_gw_proxy_1_a_connection_idle_past_the_service_keep_alive_is_not_reused(
     # closes the pooled connection, and the gateway must not send on it afterwards.
     time.sleep(SERVICE_KEEP_ALIVE + 1.0)
     for name in ("after-idle", "after-idle-stream"):
-        route = STREAM if name.endswith("stream") else CHAT
-        again = route.call(alice_client, name)
+        again = (STREAM if name.endswith("stream") else CHAT).call(alice_client, name)
         assert again.status_code == 200, f"{again.status_code} after idling: {again.text}"
 
 
@@ -60,8 +61,8 @@ def test_gw_proxy_1_the_gateway_shuts_down_cleanly_after_proxying(
 ) -> None:
     running = start_gateway()
     with logged_in(running.url, alice) as client:
-        for route in (CHAT, STREAM):
-            response = route.call(client, f"before-shutdown-{route.name}")
+        for each in (CHAT, STREAM):
+            response = each.call(client, f"before-shutdown-{each}")
             assert response.status_code == 200, response.text
     assert fake_service.connections()["accepted"] >= 1
     running.process.signal(signal.SIGTERM)

@@ -6,11 +6,7 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import (
-    CHAT,
-    JSON_ROUTES,
     REQUEST_ID,
-    STREAM,
-    Route,
     one_request,
     only_value,
     route_params,
@@ -18,6 +14,12 @@ from contract_tests.gateway.conftest import (
 )
 from harness.client import assert_no_leak
 from harness.fakes import FakeControl, Record, header_values
+from harness.spec import ProxiedRoute, proxied_routes, route
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+#: The routes with a JSON body: the service's answer headers are set by its behaviour.
+JSON_ROUTES = proxied_routes(uploads=False)
 
 OK_REPLY = {
     "reply": "fine",
@@ -26,7 +28,7 @@ OK_REPLY = {
 
 
 def send(
-    client: httpx.Client, route: Route, token: str, headers: list[tuple[str, str]]
+    client: httpx.Client, route: ProxiedRoute, token: str, headers: list[tuple[str, str]]
 ) -> httpx.Response:
     """Call ``route`` with extra headers (duplicates kept, in order); expect 200."""
     response = route.call(client, token, headers=headers)
@@ -34,7 +36,7 @@ def send(
     return response
 
 
-def behaviour_for(route: Route, **fields: object) -> dict[str, object]:
+def behaviour_for(route: ProxiedRoute, **fields: object) -> dict[str, object]:
     """Fields that make the fake answer ``route`` successfully (a reply, or a stream)."""
     return fields if route.streams else {"reply": OK_REPLY, **fields}
 
@@ -47,7 +49,7 @@ def all_values(record: Record) -> list[str]:
 @pytest.mark.req("GW-PROXY-2")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_2_secret_is_sent_upstream_once_and_never_returned(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(times=1)
     response = route.call(alice_client, token)
@@ -60,7 +62,7 @@ def test_gw_proxy_2_secret_is_sent_upstream_once_and_never_returned(
 @pytest.mark.req("GW-PROXY-2")
 @pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_gw_proxy_2_secret_echoed_by_the_service_does_not_reach_the_client(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     echo = [["X-Internal-Secret", secret], ["X-Debug-Secret", f"secret={secret}"]]
     token = fake_service.behave(**behaviour_for(route, headers=echo))
@@ -83,7 +85,7 @@ SPOOFED = [
 @pytest.mark.req("GW-PROXY-3")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_3_client_identity_headers_are_replaced_by_the_session_user(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     alice_id = user_id(alice_client)
     token = fake_service.behave(times=1)
@@ -114,7 +116,7 @@ def test_gw_proxy_3_each_user_is_identified_by_their_own_session(
 @pytest.mark.req("GW-PROXY-4")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_4_cookies_authorization_and_csrf_stay_at_the_gateway(
-    alice_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(times=1)
     send(alice_client, route, token, [("Authorization", "Bearer client-token-4b1d")])
@@ -137,7 +139,10 @@ def test_gw_proxy_4_cookies_authorization_and_csrf_stay_at_the_gateway(
 @pytest.mark.req("GW-PROXY-4")
 @pytest.mark.parametrize("route", route_params((CHAT, STREAM)))
 def test_gw_proxy_4_cookies_set_by_the_service_are_neither_kept_nor_returned(
-    alice_client: httpx.Client, bob_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client,
+    bob_client: httpx.Client,
+    fake_service: FakeControl,
+    route: ProxiedRoute,
 ) -> None:
     cookie = [["Set-Cookie", "svc=alice-cookie; Path=/"], ["Set-Cookie", "svc2=more; Path=/api"]]
     token = fake_service.behave(times=1, **behaviour_for(route, headers=cookie))
@@ -181,7 +186,7 @@ SERVICE_HOP = [
 @pytest.mark.req("GW-PROXY-5")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_5_hop_by_hop_headers_of_the_client_do_not_reach_the_service(
-    alice_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(times=1)
     send(alice_client, route, token, CLIENT_HOP)
@@ -200,7 +205,7 @@ def test_gw_proxy_5_hop_by_hop_headers_of_the_client_do_not_reach_the_service(
 @pytest.mark.req("GW-PROXY-5")
 @pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_gw_proxy_5_hop_by_hop_headers_of_the_service_do_not_reach_the_client(
-    alice_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(**behaviour_for(route, headers=SERVICE_HOP))
     response = route.call(alice_client, token)
@@ -215,9 +220,9 @@ def test_gw_proxy_5_hop_by_hop_headers_of_the_service_do_not_reach_the_client(
 @pytest.mark.req("GW-PROXY-6")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_proxy_6_a_well_formed_request_id_is_kept_both_ways(
-    alice_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
-    rid = f"abc-123.{route.name}:X_9"
+    rid = f"abc-123.{route.operation_id}:X_9"
     token = fake_service.behave(times=1)
     response = send(alice_client, route, token, [("X-Request-ID", rid)])
     assert response.headers.get("x-request-id") == rid
@@ -227,7 +232,7 @@ def test_gw_proxy_6_a_well_formed_request_id_is_kept_both_ways(
 @pytest.mark.req("GW-PROXY-6")
 @pytest.mark.parametrize("route", route_params(JSON_ROUTES))
 def test_gw_proxy_6_a_missing_request_id_is_generated_and_returned(
-    alice_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
     seen = set()
     for _ in range(2):

@@ -19,14 +19,9 @@ import psutil
 import pytest
 
 from contract_tests.gateway.conftest import (
-    CHAT,
-    FILE,
     MIB,
-    QUIZ,
-    STREAM,
     RawRequest,
     ResponseParser,
-    Route,
     assert_not_contacted,
     problem,
     raw_request_bytes,
@@ -34,9 +29,12 @@ from contract_tests.gateway.conftest import (
 from harness.client import Session, async_http_client, http_client, parse_stream
 from harness.fakes import FakeControl, new_token
 from harness.processes import LOOPBACK
+from harness.spec import proxied_routes, route
 from harness.system import Fake, Harness, Running, User
 
 KIB = 1024
+CHAT = route("chat")
+STREAM = route("chat_stream")
 
 
 def message(token: str) -> bytes:
@@ -253,7 +251,7 @@ async def serve_at_once(churn: Churn, count: int, concurrency: int, within: floa
                 assert events[-1].event == "done", events
                 assert rest == b""
             if elapsed > within:
-                slow.append(f"#{n} {route.name} {elapsed:.2f}s")
+                slow.append(f"#{n} {route.operation_id} {elapsed:.2f}s")
 
         await asyncio.gather(*(one(n) for n in range(count)))
     assert not slow, f"requests after the churn were not served at once: {slow}"
@@ -409,7 +407,7 @@ def test_gw_flow_1_a_slow_reader_slows_the_service_down_and_memory_stays_flat(
 
 # -- GW-OVERLOAD-1 --------------------------------------------------------------------------------
 POOL_TIMEOUT = 1.0
-OVERLOAD_ROUTES: tuple[Route, ...] = (CHAT, STREAM, QUIZ, FILE)
+OVERLOAD_ROUTES = proxied_routes()
 
 
 @pytest.mark.req("GW-OVERLOAD-1")

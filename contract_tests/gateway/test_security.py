@@ -19,12 +19,6 @@ import pytest
 
 from contract_tests.files import MISMATCHED_FILES
 from contract_tests.gateway.conftest import (
-    CHAT,
-    FILE,
-    QUIZ,
-    ROUTES,
-    STREAM,
-    Route,
     anonymous,
     assert_not_contacted,
     one_request,
@@ -34,10 +28,15 @@ from contract_tests.gateway.conftest import (
 )
 from harness.client import Session, assert_problem, http_client
 from harness.fakes import FakeControl
+from harness.spec import ProxiedRoute, proxied_routes, route
 from harness.system import Fake, Harness, Running, User
 
 SPOOFED = "203.0.113.7"
 MIB = 1024 * 1024
+
+CHAT = route("chat")
+STREAM = route("chat_stream")
+FILE = route("chat_file")
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +160,9 @@ def test_sec_4_an_untrusted_client_cannot_claim_https(gateway: Running, alice: U
 
 
 @pytest.mark.req("SEC-4")
-@pytest.mark.parametrize("route", route_params(ROUTES))
+@pytest.mark.parametrize("route", route_params())
 def test_sec_4_an_untrusted_x_forwarded_for_is_replaced_by_the_peer_address(
-    alice_client: httpx.Client, fake_service: FakeControl, route: Route
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(times=1)
     spoof = [("X-Forwarded-For", SPOOFED), ("X-Forwarded-For", "10.9.9.9")]
@@ -174,9 +173,9 @@ def test_sec_4_an_untrusted_x_forwarded_for_is_replaced_by_the_peer_address(
 
 
 @pytest.mark.req("SEC-4")
-@pytest.mark.parametrize("route", route_params(ROUTES))
+@pytest.mark.parametrize("route", route_params())
 def test_sec_4_a_trusted_proxy_s_x_forwarded_for_names_the_client(
-    proxied_client: httpx.Client, fake_service: FakeControl, route: Route
+    proxied_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(times=1)
     response = route.call(proxied_client, token, headers=[("X-Forwarded-For", SPOOFED)])
@@ -227,14 +226,14 @@ def _file_too_large(client: httpx.Client, fake: FakeControl) -> httpx.Response:
     return client.post(FILE.path, data={"message": "big"}, files=files, timeout=30.0)
 
 
-def _upstream_500(route: Route) -> Callable[[httpx.Client, FakeControl], httpx.Response]:
+def _upstream_500(route: ProxiedRoute) -> Callable[[httpx.Client, FakeControl], httpx.Response]:
     def call(client: httpx.Client, fake: FakeControl) -> httpx.Response:
         return route.call(client, fake.behave(status=500, body="boom", times=1))
 
     return call
 
 
-def _ok(route: Route) -> Callable[[httpx.Client, FakeControl], httpx.Response]:
+def _ok(route: ProxiedRoute) -> Callable[[httpx.Client, FakeControl], httpx.Response]:
     def call(client: httpx.Client, fake: FakeControl) -> httpx.Response:
         return route.call(client, fake.behave(times=1))
 
@@ -266,11 +265,8 @@ def _mid_stream_error(client: httpx.Client, fake: FakeControl) -> httpx.Response
 
 #: (id, expected status, request) of responses of every kind.
 SECURITY_CASES: list[tuple[str, int, Callable[[httpx.Client, FakeControl], httpx.Response]]] = [
-    ("chat-200", 200, _ok(CHAT)),
-    ("stream-200", 200, _ok(STREAM)),
+    *((f"{each}-200", 200, _ok(each)) for each in proxied_routes()),
     ("stream-error-event", 200, _mid_stream_error),
-    ("file-200", 200, _ok(FILE)),
-    ("quiz-200", 200, _ok(QUIZ)),
     ("health", 200, lambda c, f: c.get("/api/health/")),
     ("csrf", 200, lambda c, f: c.get("/api/auth/csrf/")),
     ("me", 200, lambda c, f: c.get("/api/auth/me/")),
@@ -284,9 +280,7 @@ SECURITY_CASES: list[tuple[str, int, Callable[[httpx.Client, FakeControl], httpx
     ("json-413", 413, _json_too_large),
     ("file-413", 413, _file_too_large),
     ("415", 415, lambda c, f: c.post(CHAT.path, content=b"hi", headers=_text())),
-    ("chat-502", 502, _upstream_500(CHAT)),
-    ("stream-502", 502, _upstream_500(STREAM)),
-    ("file-502", 502, _upstream_500(FILE)),
+    *((f"{each}-502", 502, _upstream_500(each)) for each in proxied_routes()),
 ]
 
 

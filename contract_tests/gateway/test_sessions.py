@@ -9,9 +9,7 @@ import httpx
 import pytest
 
 from contract_tests.gateway.conftest import (
-    CHAT,
     CUSTOM_ORIGIN,
-    Route,
     anonymous,
     assert_not_contacted,
     problem,
@@ -21,10 +19,12 @@ from contract_tests.gateway.conftest import (
 from harness.client import http_client, logged_in
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK
+from harness.spec import ProxiedRoute, route
 from harness.system import Running, User
 
 ALLOWED_ORIGIN = "http://localhost:3000"
 EVIL_ORIGIN = "http://evil.example"
+CHAT = route("chat")
 
 
 def random_csrf_token() -> str:
@@ -126,7 +126,7 @@ def test_gw_sess_2_wrong_credentials_get_401_and_no_session(
 @pytest.mark.req("GW-SESS-3")
 @pytest.mark.parametrize("route", route_params())
 def test_gw_sess_3_anonymous_requests_get_401_without_redirect_or_upstream_call(
-    anon_client: httpx.Client, fake_service: FakeControl, secret: str, route: Route
+    anon_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     token = fake_service.behave(reply={"reply": "must not be seen", "usage": {}})
     request = route.build(anon_client, token)
@@ -144,7 +144,7 @@ def test_gw_sess_4_unsafe_requests_without_a_valid_csrf_token_get_403(
     alice_client: httpx.Client,
     fake_service: FakeControl,
     secret: str,
-    route: Route,
+    route: ProxiedRoute,
     csrf: str,
 ) -> None:
     token = fake_service.behave(reply={"reply": "must not be seen", "usage": {}})

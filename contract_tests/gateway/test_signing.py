@@ -17,12 +17,14 @@ import pytest
 
 from harness.client import Session, parse_stream
 from harness.fakes import FakeControl, Record, header_values
+from harness.spec import ProxiedRoute, route
 from harness.system import Fake, Harness, Running, User
 
-from .conftest import CHAT, ROUTES, Route, route_params, user_id
+from .conftest import route_params, user_id
 
 #: How far the signed timestamp may be from the test's clock (same host, same clock).
 CLOCK_SLACK = 5
+CHAT = route("chat")
 
 
 def signature(key: str, method: str, path: str, timestamp: str, user: str, body: bytes) -> str:
@@ -86,9 +88,9 @@ def assert_signed(record: Record, secret: str, user: str, sent_at: float) -> Non
 
 
 @pytest.mark.req("SEC-7")
-@pytest.mark.parametrize("route", route_params(ROUTES))
+@pytest.mark.parametrize("route", route_params())
 def test_sec_7_every_upstream_request_is_signed_without_the_secret(
-    client: httpx.Client, fake: FakeControl, secret: str, route: Route
+    client: httpx.Client, fake: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     token = fake.behave(times=1)
     sent_at = time.time()

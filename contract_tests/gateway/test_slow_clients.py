@@ -21,6 +21,7 @@ import pytest
 from harness.client import Session
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK
+from harness.spec import route
 from harness.system import Running
 
 SLOW_HEADERS = 50
@@ -29,6 +30,7 @@ DECLARED_BODY = 100_000  # what the body tricklers promise and never deliver
 ANSWERED_WITHIN = 2.0
 CHECKS = 4  # normal requests per kind, spread over the trickling
 TICK = 1.0  # one byte per connection per second
+CHAT = route("chat")
 
 
 class Trickler:
@@ -136,7 +138,7 @@ def timed(send: httpx.Client, method: str, path: str, **kwargs: object) -> httpx
 def test_fault_5_slow_clients_do_not_hold_up_the_gateway(
     gateway: Running, alice_session: Session, fake_service: FakeControl
 ) -> None:
-    with trickling(gateway.url, "/api/chat/", alice_session.headers()) as trickler:
+    with trickling(gateway.url, CHAT.path, alice_session.headers()) as trickler:
         for check in range(CHECKS):
             trickler.wait_ticks(2 + check)
             # A new connection each time: the server must still accept and serve one.
@@ -145,7 +147,7 @@ def test_fault_5_slow_clients_do_not_hold_up_the_gateway(
                 cookies=httpx.Cookies(alice_session.cookies),
                 headers={"X-CSRFToken": alice_session.csrf},
             ) as client:
-                response = timed(client, "POST", "/api/chat/", json={"message": f"hi {check}"})
+                response = timed(client, "POST", CHAT.path, json={"message": f"hi {check}"})
             assert response.status_code == 200, response.text[:300]
             assert response.json()["reply"] == f"echo: hi {check}"
         assert trickler.ticks >= CHECKS + 1
@@ -155,12 +157,12 @@ def test_fault_5_slow_clients_do_not_hold_up_the_gateway(
 def test_fault_5_slow_clients_do_not_hold_up_the_service(
     service: Running, fake_llm: FakeControl, secret: str
 ) -> None:
-    with trickling(service.url, "/chatbot/", [("X-Internal-Secret", secret)]) as trickler:
+    with trickling(service.url, CHAT.upstream, [("X-Internal-Secret", secret)]) as trickler:
         for check in range(CHECKS):
             trickler.wait_ticks(2 + check)
             with fresh_client(service.url, headers={"X-Internal-Secret": secret}) as client:
                 health = timed(client, "GET", "/health")
-                chat = timed(client, "POST", "/chatbot/", json={"message": f"hi {check}"})
+                chat = timed(client, "POST", CHAT.upstream, json={"message": f"hi {check}"})
             assert health.status_code == 200
             assert health.json() == {"status": "ok"}
             assert chat.status_code == 200, chat.text[:300]

@@ -14,14 +14,16 @@ import time
 import httpx
 import pytest
 
-from contract_tests.gateway.conftest import ROUTES, STREAM, RawRequest
+from contract_tests.gateway.conftest import RawRequest
 from harness.client import Session, http_client
 from harness.fakes import FakeControl
 from harness.plug import Plug
+from harness.spec import proxied_routes, route
 from harness.system import Running
 
 INTERVAL = 0.1
 TOLERANCE = 0.03
+STREAM = route("chat_stream")
 
 
 def arrival_times(session: Session, token: str, count: int) -> list[tuple[str, float]]:
@@ -100,12 +102,13 @@ def test_gw_http_1_the_service_sees_the_http_version_of_the_plug_file(
     plug: Plug, gateway: Running, alice_client: httpx.Client, fake_service: FakeControl
 ) -> None:
     declared = plug.gateway.upstream_http_version
+    routes = proxied_routes()
     for n in range(2):
-        for route in ROUTES:
-            response = route.call(alice_client, f"version-{route.name}-{n}")
+        for each in routes:
+            response = each.call(alice_client, f"version-{each}-{n}")
             assert response.status_code == 200, response.text
     records = fake_service.requests()
-    assert len(records) == 2 * len(ROUTES), [r["path"] for r in records]
+    assert len(records) == 2 * len(routes), [r["path"] for r in records]
     versions = {record["http_version"] for record in records}
     assert versions == {declared}, (
         f"the service saw HTTP {sorted(versions)}; the plug file declares {declared}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import resource
+import signal
 
 import pytest
 
-from harness.suite import add_option, new_secret, raise_nofile_limit
+from harness.suite import add_option, new_secret, raise_nofile_limit, stop_cleanly_on_sigterm
 
 
 class _Group:
@@ -50,3 +51,15 @@ def test_a_secret_never_reads_as_a_command_line_option() -> None:
     assert len(secrets) == 200
     assert not any(secret.startswith("-") for secret in secrets)
     assert all(len(secret) > 40 for secret in secrets)
+
+
+def test_sigterm_unwinds_like_ctrl_c_so_fixtures_stop_the_servers() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        stop_cleanly_on_sigterm()
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -87,7 +87,7 @@ def upstream_request_headers(
     ``Accept-Encoding: identity`` keeps the relayed bytes identical to what the
     service wrote (no decode/re-encode on loopback). ``X-Forwarded-For`` is the
     client address the gateway determined (``REMOTE_ADDR``: the peer, or behind
-    a trusted proxy the address it vouches for, apps/core/forwarded.py), never
+    a trusted proxy the address it vouches for, gateway/asgi/edge.py), never
     the client's own claim (SEC-4).
     """
     headers = [
