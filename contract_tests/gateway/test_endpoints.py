@@ -15,10 +15,11 @@ from contract_tests.gateway.conftest import (
     one_request,
     only_value,
     problem,
+    route_params,
 )
 from harness.client import Event, EventReader, assert_no_leak, parse_stream
 from harness.fakes import FakeControl
-from harness.spec import route
+from harness.spec import ProxiedRoute, route
 from harness.system import Running
 
 CHAT = route("chat")
@@ -40,6 +41,35 @@ def upstream_json(fake: FakeControl, token: str, path: str) -> dict:
     body = json.loads(record["body"])
     assert isinstance(body, dict), body
     return body
+
+
+# -- GW-ROUTE-1 ---------------------------------------------------------------------------------
+@pytest.mark.req("GW-ROUTE-1")
+@pytest.mark.parametrize("each", route_params())
+def test_gw_route_1_every_proxied_operation_reaches_its_upstream_path_with_its_body(
+    alice_client: httpx.Client, fake_service: FakeControl, secret: str, each: ProxiedRoute
+) -> None:
+    token = fake_service.behave(times=1)  # the fake's own answer for the route
+    request = each.build(alice_client, token)
+    response = alice_client.send(request)
+    assert response.status_code == 200, response.text
+    assert_no_leak(response, secret)
+    if each.streams:
+        events, rest = parse_stream(response.content)
+        assert [event.event for event in events][-1:] == ["done"], events
+        assert rest == b""
+    else:
+        assert isinstance(response.json(), dict), response.text
+    record = one_request(fake_service, token)
+    assert record["method"] == "POST"
+    assert record["path"] == each.upstream, f"{each} went to {record['path']}"
+    if each.uploads:  # re-framed by the gateway: every field and file byte still there
+        for value in each.example.fields(token).values():
+            assert value in record["body"], f"field {value!r} lost"
+        for _, content, _ in each.example.files(token).values():
+            assert content.decode() in record["body"], "file bytes lost"
+    else:
+        assert record["body"] == request.content.decode(), "the JSON body was changed"
 
 
 # -- GW-CHAT-1 ----------------------------------------------------------------------------------
