@@ -96,19 +96,22 @@ def message_of(error: pytest.ExceptionInfo[SpecError]) -> str:
 
 
 # -- the real spec --------------------------------------------------------------------------------
-def test_the_four_proxied_routes_come_out_with_their_upstream_and_kind() -> None:
+def test_the_real_spec_gives_the_known_routes_with_their_upstream_and_kind() -> None:
+    """A subset check: a route added to the spec must not need this test edited."""
     got = {r.operation_id: (r.path, r.upstream, r.streams, r.uploads) for r in proxied_routes()}
-    assert got == EXPECTED
+    assert got.items() >= EXPECTED.items(), got
     assert all(r.method == "POST" and not r.optional for r in proxied_routes())
 
 
 def test_filters_select_by_kind() -> None:
-    assert [r.operation_id for r in proxied_routes(streams=True)] == ["chat_stream"]
-    assert [r.operation_id for r in proxied_routes(uploads=True)] == ["chat_file"]
-    assert [r.operation_id for r in proxied_routes(uploads=False, streams=False)] == [
-        "chat",
-        "quiz_generate",
-    ]
+    every = proxied_routes()
+    assert proxied_routes(streams=True) == tuple(r for r in every if r.streams)
+    assert proxied_routes(uploads=True) == tuple(r for r in every if r.uploads)
+    plain = proxied_routes(uploads=False, streams=False)
+    assert plain == tuple(r for r in every if not r.uploads and not r.streams)
+    assert {"chat_stream"} <= {r.operation_id for r in proxied_routes(streams=True)}
+    assert {"chat_file"} <= {r.operation_id for r in proxied_routes(uploads=True)}
+    assert {"chat", "quiz_generate"} <= {r.operation_id for r in plain}
 
 
 def test_optional_operations_of_the_real_spec_are_only_in_the_full_list() -> None:
