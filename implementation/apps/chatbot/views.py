@@ -25,7 +25,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from gateway.auth.decorators import api_view
 from gateway.limits import admit_sync
-from gateway.problems import problem_json_bytes
 from gateway.proxy.bodies import JSON, read_json_object
 from gateway.proxy.failures import (
     MAX_ERROR_BODY,
@@ -36,8 +35,7 @@ from gateway.proxy.failures import (
 )
 from gateway.proxy.forward import declares_more_than, is_event_stream, json_answer
 from gateway.proxy.headers import upstream_request_headers
-from gateway.proxy.relay import STREAM_UNFINISHED, event_stream_response, stream_failure
-from gateway.proxy.sse import EventBoundaryBuffer
+from gateway.proxy.relay import RelayFraming, event_stream_response
 from gateway.request_id import get_request_id
 from gateway.routes import ProxyRoute, routes_of
 from gateway.upstream.client import client_options
@@ -91,7 +89,12 @@ def _proxy(request: HttpRequest, route: ProxyRoute) -> HttpResponseBase:
                 return bad_upstream_answer(
                     path=path, request_id=request_id, reason="answer is not an event stream"
                 )
-            relay = _open_relay(upstream, on_close=None if slot is None else slot.release)
+            relay = _open_relay(
+                upstream,
+                path=path,
+                request_id=request_id,
+                on_close=None if slot is None else slot.release,
+            )
             handed_off = True  # from here on the relay closes upstream and gives back the slot
         finally:
             if not handed_off:
@@ -149,7 +152,7 @@ def _error(upstream: httpx.Response, path: str, request_id: str) -> HttpResponse
 
 
 def _open_relay(
-    upstream: httpx.Response, *, on_close: Callable[[], None] | None
+    upstream: httpx.Response, *, path: str, request_id: str, on_close: Callable[[], None] | None
 ) -> Generator[bytes, None, None]:
     """Start the relay of ``upstream``'s body and return it (the sync twin of open_relay).
 
@@ -157,31 +160,26 @@ def _open_relay(
     the server (Django calls it when the response is done or the client is gone)
     or garbage collection, it closes ``upstream`` and then calls ``on_close``.
     """
-    relay = _relay(upstream, on_close)
+    relay = _relay(upstream, path, request_id, on_close)
     next(relay)
     return relay
 
 
 def _relay(
-    upstream: httpx.Response, on_close: Callable[[], None] | None
+    upstream: httpx.Response, path: str, request_id: str, on_close: Callable[[], None] | None
 ) -> Generator[bytes, None, None]:
-    buffer = EventBoundaryBuffer()
+    framing = RelayFraming(path, request_id)
     try:
         yield b""  # the priming step of _open_relay(); never sent
         try:
             for chunk in upstream.iter_bytes():
-                ready = buffer.feed(chunk)
-                if ready:
+                if ready := framing.feed(chunk):
                     yield ready
         except httpx.HTTPError as exc:
-            yield buffer.error_event(problem_json_bytes(*stream_failure(exc)))
+            yield framing.broke_off(exc)
             return
-        if not buffer.finished:
-            yield buffer.error_event(problem_json_bytes(502, STREAM_UNFINISHED))
-            return
-        tail = buffer.flush()
-        if tail:
-            yield tail
+        if rest := framing.end():
+            yield rest
     finally:
         try:
             upstream.close()

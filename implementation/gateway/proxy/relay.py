@@ -78,29 +78,18 @@ async def _relay(
     request_id: str,
     on_close: Callable[[], None] | None,
 ) -> AsyncGenerator[bytes, None]:
-    buffer = EventBoundaryBuffer()
+    framing = RelayFraming(path, request_id)
     try:
         yield b""  # the priming step of open_relay(); never sent
         try:
             async for chunk in upstream.aiter_bytes():
-                ready = buffer.feed(chunk)
-                if ready:
+                if ready := framing.feed(chunk):
                     yield ready
         except httpx.HTTPError as exc:
-            # Mid-stream failure: drop the partial event, end with one error event.
-            status, detail = stream_failure(exc)
-            logger.warning(
-                "stream %s failed mid-way: %s (request %s)", path, type(exc).__name__, request_id
-            )
-            yield buffer.error_event(problem_json_bytes(status, detail))
+            yield framing.broke_off(exc)
             return
-        if not buffer.finished:
-            logger.warning("stream %s ended without a done event (request %s)", path, request_id)
-            yield buffer.error_event(problem_json_bytes(502, STREAM_UNFINISHED))
-            return
-        tail = buffer.flush()
-        if tail:
-            yield tail
+        if rest := framing.end():
+            yield rest
     finally:
         # Runs on normal end, on failure, on client disconnect (CancelledError
         # or GeneratorExit) and on garbage collection: the connection is freed.
@@ -109,6 +98,40 @@ async def _relay(
         finally:
             if on_close is not None:
                 on_close()
+
+
+class RelayFraming:
+    """What a relay sends, however it reads the upstream body (the async relay and the
+    legacy views' sync one): whole events only, one error event if the stream breaks
+    off or ends without ``done``."""
+
+    def __init__(self, path: str, request_id: str) -> None:
+        self._buffer = EventBoundaryBuffer()
+        self._path = path
+        self._request_id = request_id
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The whole events ``chunk`` completes (often nothing)."""
+        return self._buffer.feed(chunk)
+
+    def broke_off(self, exc: httpx.HTTPError) -> bytes:
+        """The partial event dropped, the one error event that ends the stream."""
+        logger.warning(
+            "stream %s failed mid-way: %s (request %s)",
+            self._path,
+            type(exc).__name__,
+            self._request_id,
+        )
+        return self._buffer.error_event(problem_json_bytes(*stream_failure(exc)))
+
+    def end(self) -> bytes:
+        """The rest after the upstream body ended: its tail, or an error if it never finished."""
+        if not self._buffer.finished:
+            logger.warning(
+                "stream %s ended without a done event (request %s)", self._path, self._request_id
+            )
+            return self._buffer.error_event(problem_json_bytes(502, STREAM_UNFINISHED))
+        return self._buffer.flush()
 
 
 def stream_failure(exc: httpx.HTTPError) -> tuple[int, str]:
