@@ -40,7 +40,6 @@ from gateway.request_id import get_request_id
 from gateway.routes import ProxyRoute, routes_of
 from gateway.upstream.client import client_options
 
-_ROUTES = {route.name: route for route in routes_of("legacy")}
 _lock = threading.Lock()
 _client: httpx.Client | None = None
 
@@ -54,14 +53,21 @@ def get_sync_client() -> httpx.Client:
         return _client
 
 
-@api_view(methods=["POST"], login=True)
-def chat(request: HttpRequest) -> HttpResponseBase:
-    return _proxy(request, _ROUTES["chat"])
+def legacy_view(route: ProxyRoute) -> Callable[[HttpRequest], HttpResponseBase]:
+    """The sync view serving the legacy ``route`` (a JSON or a stream route)."""
+
+    @api_view(methods=["POST"], login=True)
+    def view(request: HttpRequest) -> HttpResponseBase:
+        return _proxy(request, route)
+
+    view.__name__ = view.__qualname__ = route.name.replace("-", "_")
+    return view
 
 
-@api_view(methods=["POST"], login=True)
-def chat_stream(request: HttpRequest) -> HttpResponseBase:
-    return _proxy(request, _ROUTES["chat-stream"])
+#: The views of the legacy routes, by URL name (apps/chatbot/legacy_urls.py).
+views = {route.name: legacy_view(route) for route in routes_of("legacy")}
+#: The seed's names for them.
+chat, chat_stream = views["chat"], views["chat-stream"]
 
 
 def _proxy(request: HttpRequest, route: ProxyRoute) -> HttpResponseBase:
@@ -221,7 +227,3 @@ def _interrupt(upstream: httpx.Response) -> None:
     if sock is not None and not upstream.is_closed:  # closed: the socket may be pooled again
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-
-
-#: The views of the legacy routes, by URL name (apps/chatbot/legacy_urls.py).
-views = {"chat": chat, "chat-stream": chat_stream}

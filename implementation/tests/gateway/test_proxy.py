@@ -9,16 +9,24 @@ import httpx
 import pytest
 from django.test import AsyncClient, override_settings
 
+from gateway.routes import ROUTES as TABLE
+from gateway.routes import Kind, ProxyRoute
+
 from .conftest import SECRET
 
 pytestmark = pytest.mark.asyncio
 
 REPLY = {"reply": "hi", "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-JSON_ROUTES = [
-    ("/api/chat/", "/chatbot/"),
-    ("/api/chat/stream/", "/chatbot/stream/"),
-    ("/api/quiz/generate/", "/quiz/"),
-]
+
+
+def paths(routes: list[ProxyRoute]) -> list[tuple[str, str]]:
+    return [(route.path, route.upstream) for route in routes]
+
+
+#: (browser path, service path) of every async route in the route table, and of its JSON ones.
+ASYNC_ROUTES = [route for route in TABLE if not route.legacy]
+ROUTES = paths(ASYNC_ROUTES)
+JSON_ROUTES = paths([route for route in ASYNC_ROUTES if route.kind is not Kind.UPLOAD])
 
 
 def is_problem(response, status: int) -> dict:
@@ -217,9 +225,7 @@ async def test_a_stream_request_refused_by_the_service_is_a_problem(alice_client
 
 
 # -- what the gateway refuses before calling the service -----------------------------------------
-@pytest.mark.parametrize(
-    ("path", "upstream"), [*JSON_ROUTES, ("/api/chat/file/", "/chatbot/file/")]
-)
+@pytest.mark.parametrize(("path", "upstream"), ROUTES)
 async def test_anonymous_requests_get_401_and_never_reach_the_service(
     service, path: str, upstream: str
 ) -> None:
@@ -230,9 +236,7 @@ async def test_anonymous_requests_get_401_and_never_reach_the_service(
     assert not route.called
 
 
-@pytest.mark.parametrize(
-    ("path", "upstream"), [*JSON_ROUTES, ("/api/chat/file/", "/chatbot/file/")]
-)
+@pytest.mark.parametrize(("path", "upstream"), ROUTES)
 async def test_missing_csrf_token_gets_403_and_never_reaches_the_service(
     alice, service, path: str, upstream: str
 ) -> None:
