@@ -26,6 +26,7 @@ from harness.client import (
     assert_no_leak,
     assert_problem,
     http_client,
+    parse_stream,
 )
 from harness.fakes import FakeControl, Record, header_values
 from harness.processes import LOOPBACK
@@ -83,6 +84,25 @@ def only_value(record: Record, name: str) -> str:
     values = header_values(record, name)
     assert len(values) == 1, f"upstream saw {name} {len(values)} times: {values}"
     return values[0]
+
+
+def assert_refused_429(response: httpx.Response, secret: str) -> int:
+    """A 429 problem with a whole-seconds Retry-After >= 1, and the usual headers; its value."""
+    problem(response, 429, secret)
+    retry_after = response.headers.get("retry-after", "")
+    assert retry_after.isdigit(), f"Retry-After: {retry_after!r}"
+    assert int(retry_after) >= 1, f"Retry-After: {retry_after!r}"
+    assert response.headers.get("x-content-type-options") == "nosniff"
+    assert response.headers.get("x-request-id"), "the 429 carries no X-Request-ID"
+    return int(retry_after)
+
+
+def assert_full_stream(response: httpx.Response) -> None:
+    """A 200 event stream that ended with `done` and nothing after it."""
+    assert response.status_code == 200, response.text
+    events, rest = parse_stream(response.content)
+    assert [e.event for e in events][-1:] == ["done"], events
+    assert rest == b""
 
 
 def assert_not_contacted(fake: FakeControl, token: str | None = None) -> None:

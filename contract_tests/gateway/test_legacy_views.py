@@ -18,13 +18,15 @@ import pytest
 
 from contract_tests.gateway.conftest import (
     RawRequest,
+    assert_full_stream,
     assert_not_contacted,
+    assert_refused_429,
     one_request,
     only_value,
     problem,
     user_id,
 )
-from harness.client import Session, parse_stream
+from harness.client import Session
 from harness.fakes import FakeControl, header_values
 from harness.spec import ProxiedRoute, route
 from harness.system import Fake, Harness, Running, User
@@ -52,21 +54,6 @@ def offered(running: Running, user: User, fake_service: FakeControl) -> Session:
         pytest.skip("the plug's gateway does not offer the optional legacy routes")
     assert response.status_code == 200, response.text
     return session
-
-
-def assert_429(response: httpx.Response, secret: str) -> int:
-    problem(response, 429, secret)
-    retry_after = response.headers.get("retry-after", "")
-    assert retry_after.isdigit(), f"Retry-After: {retry_after!r}"
-    assert int(retry_after) >= 1, f"Retry-After: {retry_after!r}"
-    return int(retry_after)
-
-
-def assert_done(response: httpx.Response) -> None:
-    assert response.status_code == 200, response.text
-    events, rest = parse_stream(response.content)
-    assert [event.event for event in events][-1:] == ["done"], events
-    assert rest == b""
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +110,7 @@ def test_gw_legacy_1_legacy_routes_count_in_the_chat_rate_bucket(
             assert response.status_code == 200, f"{each}: {response.text}"
         for each in (*LEGACY, CHAT):
             over = fake_service.behave()
-            assert assert_429(each.call(client, over), secret) <= 86400
+            assert assert_refused_429(each.call(client, over), secret) <= 86400
             assert_not_contacted(fake_service, over)
     with Session.of(running.url, bob).client() as bob_client:  # bob has his own counters
         assert LEGACY_CHAT.call(bob_client, fake_service.behave()).status_code == 200
@@ -148,18 +135,18 @@ def test_gw_legacy_1_legacy_streams_hold_the_users_stream_slots(
         fake_service.wait_for(lambda records: len(records) == 2, match=holder)
         for third in (LEGACY_STREAM, STREAM):  # the slots are the user's, on either route
             token = fake_service.behave()
-            assert_429(third.call(alice_legacy, token), secret)
+            assert_refused_429(third.call(alice_legacy, token), secret)
             assert_not_contacted(fake_service, token)
         with Session.of(legacy_gateway.url, bob).client() as bob_client:
-            assert_done(LEGACY_STREAM.call(bob_client, fake_service.behave()))
+            assert_full_stream(LEGACY_STREAM.call(bob_client, fake_service.behave()))
         fake_service.release(holder, count=2)
         for response in held:
             response.read()
-            assert_done(response)
+            assert_full_stream(response)
     finally:
         for response in held:
             response.close()
-    assert_done(LEGACY_STREAM.call(alice_legacy, fake_service.behave()))
+    assert_full_stream(LEGACY_STREAM.call(alice_legacy, fake_service.behave()))
 
 
 @pytest.mark.req("GW-LEGACY-1")
@@ -179,7 +166,7 @@ def test_gw_legacy_1_a_legacy_stream_whose_client_leaves_frees_its_slot(
     ):
         for browser in (first, second):
             assert browser.read_events(1)[0].event == "token"
-        assert_429(LEGACY_STREAM.call(alice_legacy, fake_service.behave()), secret)
+        assert_refused_429(LEGACY_STREAM.call(alice_legacy, fake_service.behave()), secret)
         first.abort()
         # The slot comes back once the gateway notices: poll with a deadline.
         deadline = time.monotonic() + 5.0
@@ -187,10 +174,10 @@ def test_gw_legacy_1_a_legacy_stream_whose_client_leaves_frees_its_slot(
             response = LEGACY_STREAM.call(alice_legacy, fake_service.behave())
             if response.status_code == 200:
                 break
-            assert_429(response, secret)
+            assert_refused_429(response, secret)
             assert time.monotonic() < deadline, "no stream slot came free within 5 s"
             time.sleep(0.05)  # poll interval, not synchronisation
-        assert_done(response)
+        assert_full_stream(response)
         second.abort()
 
 

@@ -24,11 +24,13 @@ import pytest
 from contract_tests.gateway.conftest import (
     MIB,
     RawRequest,
+    assert_full_stream,
     assert_not_contacted,
+    assert_refused_429,
     problem,
     route_params,
 )
-from harness.client import Session, parse_stream
+from harness.client import Session
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK
 from harness.spec import ProxiedRoute, proxied_routes, route
@@ -330,24 +332,6 @@ def test_limit_2_gateway_stops_reading_a_1_gib_upload_near_the_limit(
 # -- LIMIT-3 --------------------------------------------------------------------------------------
 def open_stream(client: httpx.Client, token: str) -> httpx.Response:
     return client.send(STREAM.build(client, token), stream=True)
-
-
-def assert_refused_429(response: httpx.Response, secret: str) -> int:
-    """A 429 problem with a whole-seconds Retry-After >= 1, and the usual headers; its value."""
-    problem(response, 429, secret)
-    retry_after = response.headers.get("retry-after", "")
-    assert retry_after.isdigit(), f"Retry-After: {retry_after!r}"
-    assert int(retry_after) >= 1, f"Retry-After: {retry_after!r}"
-    assert response.headers.get("x-content-type-options") == "nosniff"
-    assert response.headers.get("x-request-id"), "the 429 carries no X-Request-ID"
-    return int(retry_after)
-
-
-def assert_full_stream(response: httpx.Response) -> None:
-    assert response.status_code == 200, response.text
-    events, rest = parse_stream(response.content)
-    assert [e.event for e in events][-1:] == ["done"], events
-    assert rest == b""
 
 
 def poll_stream_until_accepted(client: httpx.Client, name: str, timeout: float = 5.0) -> None:

@@ -119,3 +119,15 @@ async def alice_client(alice):
     client = AsyncClient()
     await client.aforce_login(alice)
     return client
+
+
+@pytest.fixture
+def fresh_limits() -> Iterator[None]:
+    """Counters and stream slots of one test never leak into another."""
+    from gateway import limits
+
+    limits.rate_limiter().cache.clear()
+    limits.stream_slots._open.clear()
+    yield
+    limits.rate_limiter().cache.clear()
+    limits.stream_slots._open.clear()

@@ -30,6 +30,8 @@ from .asgi_driver import Browser, Message, call
 from .conftest import SECRET, SERVICE_URL
 from .test_signing import expected_signature
 
+pytestmark = pytest.mark.usefixtures("fresh_limits")
+
 CHAT, STREAM = "/api/legacy/chat/", "/api/legacy/chat/stream/"
 #: Each legacy route, its async twin and the service path both proxy to.
 TWINS = [(CHAT, "/api/chat/", "/chatbot/"), (STREAM, "/api/chat/stream/", "/chatbot/stream/")]
@@ -38,16 +40,6 @@ FIRST = b'event: token\ndata: {"text":"a"}\n\n'
 DONE = b'event: done\ndata: {"usage":{}}\n\n'
 SSE = {"content-type": "text/event-stream"}
 BODY = b'{"message": "m"}'
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits() -> Iterator[None]:
-    """Counters and slots of one test never leak into another."""
-    limits.rate_limiter().cache.clear()
-    limits.stream_slots._open.clear()
-    yield
-    limits.rate_limiter().cache.clear()
-    limits.stream_slots._open.clear()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,19 +27,11 @@ from lamla.asgi import django_application
 
 from .asgi_driver import Browser, Recorder, call, scope
 
+pytestmark = pytest.mark.usefixtures("fresh_limits")
+
 Message = dict[str, Any]
 REPLY = {"reply": "hi", "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 EVENTS = b'event: token\ndata: {"text":"a"}\n\nevent: done\ndata: {"usage":{}}\n\n'
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits() -> Iterator[None]:
-    """Counters and slots of one test never leak into another."""
-    limits.rate_limiter().cache.clear()
-    limits.stream_slots._open.clear()
-    yield
-    limits.rate_limiter().cache.clear()
-    limits.stream_slots._open.clear()
 
 
 # -- the rate parser and the window --------------------------------------------------------------
