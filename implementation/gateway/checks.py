@@ -63,9 +63,18 @@ def check_client_settings(app_configs: Any = None, **kwargs: Any) -> list[checks
 
 
 def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Each GATEWAY_RATE_LIMIT_* setting must parse, or the gateway does not start."""
+    """The rate of every bucket the route table names must be set and parse, or no start."""
     messages: list[checks.CheckMessage] = []
     for setting in map(rate_setting, rate_buckets()):
+        if not hasattr(settings, setting):
+            messages.append(
+                checks.Error(
+                    f"{setting} is not set: a route of gateway/routes.py counts in its bucket "
+                    "(declare it in lamla/settings.py)",
+                    id="lamla.E003",
+                )
+            )
+            continue
         try:
             parse_rate(getattr(settings, setting))
         except (TypeError, ValueError) as exc:

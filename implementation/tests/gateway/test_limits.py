@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
-from gateway import limits
+from gateway import checks, limits, routes
 from gateway.asgi.body_limit import BodyLimit
 from gateway.asgi.fastpath import FastPath
 from gateway.auth.session_users import SessionUsers
@@ -69,6 +69,13 @@ def test_a_bad_rate_setting_stops_the_gateway_naming_the_setting() -> None:
     assert error.id == "lamla.E003"
     assert error.msg.startswith("GATEWAY_RATE_LIMIT_QUIZ: 'ten per minute' is not a rate")
     assert check_rate_limits() == []
+
+
+def test_a_route_whose_bucket_has_no_rate_setting_stops_the_gateway(monkeypatch) -> None:
+    monkeypatch.setattr(checks, "rate_buckets", lambda: (*routes.rate_buckets(), "summaries"))
+    (error,) = check_rate_limits()
+    assert error.id == "lamla.E003"
+    assert error.msg.startswith("GATEWAY_RATE_LIMIT_SUMMARIES is not set")
 
 
 # -- the rate limiter ----------------------------------------------------------------------------
