@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.spec import route
+
 #: Every placeholder a plug file may use and what the harness puts there (harness/README.md
 #: shows this table; a unit test keeps the two equal).
 PLACEHOLDERS: dict[str, str] = {
@@ -102,8 +104,8 @@ class Baseline:
     name: str
     component: Component
     description: str = ""
-    chat_path: str = "/api/chat/"
-    stream_path: str = "/api/chat/stream/"
+    chat_path: str = field(default_factory=lambda: route("chat").path)
+    stream_path: str = field(default_factory=lambda: route("chat_stream").path)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,15 @@ from harness.loadgen import build_request
 from harness.plug import Baseline
 from harness.processes import LOOPBACK, ManagedProcess, StartupError, free_port
 from harness.sampling import ProcessTree
+from harness.spec import route
 from harness.system import Fake, Harness, Running, User
 from perf_tests import nginx
 
 DIRECT, GATEWAY, NGINX = "direct", "gateway", "nginx"
+#: The two routes every path is measured on (spec/gateway.openapi.yaml).
+CHAT = route("chat")
+STREAM = route("chat_stream")
+
 LABELS = {
     DIRECT: "direct to the service (the limit)",
     GATEWAY: "the gateway (1 worker)",
@@ -107,14 +112,12 @@ class Bench:
             LABELS[DIRECT],
             LOOPBACK,
             _port(self.fake.url),
-            "/chatbot/",
-            "/chatbot/stream/",
+            CHAT.upstream,
+            STREAM.upstream,
             (("X-Internal-Secret", secret),),
         )
         self.gateway = self.harness.start_gateway(self.fake.url, [self.user], **PERF_GATEWAY_KNOBS)
-        self.routes[GATEWAY] = self._logged_in(
-            GATEWAY, self.gateway, "/api/chat/", "/api/chat/stream/"
-        )
+        self.routes[GATEWAY] = self._logged_in(GATEWAY, self.gateway, CHAT.path, STREAM.path)
         self._start_nginx()
         for baseline in self.harness.plug.baselines:
             self.baselines[baseline.name] = baseline
@@ -185,9 +188,7 @@ class Bench:
         except StartupError as exc:
             self.unavailable[NGINX] = f"nginx: did not start ({str(exc).splitlines()[0]})"
             return
-        self.routes[NGINX] = Route(
-            NGINX, LABELS[NGINX], LOOPBACK, port, "/api/chat/", "/api/chat/stream/"
-        )
+        self.routes[NGINX] = Route(NGINX, LABELS[NGINX], LOOPBACK, port, CHAT.path, STREAM.path)
 
     # -- baselines ---------------------------------------------------------------------------
     def _start_baseline(self, baseline: Baseline) -> None:
