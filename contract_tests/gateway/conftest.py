@@ -105,6 +105,31 @@ def assert_full_stream(response: httpx.Response) -> None:
     assert rest == b""
 
 
+def poll_stream_until_accepted(
+    client: httpx.Client,
+    route: ProxiedRoute,
+    name: str,
+    *,
+    secret: str | None = None,
+    timeout: float = 5.0,
+) -> None:
+    """Stream on ``route`` until a stream is accepted and ends with ``done``; poll with a deadline.
+
+    Each refusal until then must be a 429 (with ``secret``: a full 429 problem).
+    """
+    deadline = time.monotonic() + timeout
+    for attempt in range(1000):
+        response = route.call(client, f"{name} #{attempt}")
+        if response.status_code == 200:
+            assert_full_stream(response)
+            return
+        assert response.status_code == 429, response.text
+        if secret is not None:
+            assert_refused_429(response, secret)
+        assert time.monotonic() < deadline, f"no stream slot came free within {timeout}s"
+        time.sleep(0.05)  # poll interval, not synchronisation
+
+
 def assert_not_contacted(fake: FakeControl, token: str | None = None) -> None:
     """The fake service saw no request (with ``token``, or none at all since its reset)."""
     seen = fake.requests(token)

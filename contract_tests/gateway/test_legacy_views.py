@@ -10,7 +10,6 @@ the routes are optional. When offered they share the async routes' limits
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -23,6 +22,7 @@ from contract_tests.gateway.conftest import (
     assert_refused_429,
     one_request,
     only_value,
+    poll_stream_until_accepted,
     problem,
     user_id,
 )
@@ -168,16 +168,10 @@ def test_gw_legacy_1_a_legacy_stream_whose_client_leaves_frees_its_slot(
             assert browser.read_events(1)[0].event == "token"
         assert_refused_429(LEGACY_STREAM.call(alice_legacy, fake_service.behave()), secret)
         first.abort()
-        # The slot comes back once the gateway notices: poll with a deadline.
-        deadline = time.monotonic() + 5.0
-        for _ in range(1000):
-            response = LEGACY_STREAM.call(alice_legacy, fake_service.behave())
-            if response.status_code == 200:
-                break
-            assert_refused_429(response, secret)
-            assert time.monotonic() < deadline, "no stream slot came free within 5 s"
-            time.sleep(0.05)  # poll interval, not synchronisation
-        assert_full_stream(response)
+        # The slot comes back once the gateway notices.
+        poll_stream_until_accepted(
+            alice_legacy, LEGACY_STREAM, fake_service.behave(), secret=secret
+        )
         second.abort()
 
 

@@ -27,6 +27,7 @@ from contract_tests.gateway.conftest import (
     assert_full_stream,
     assert_not_contacted,
     assert_refused_429,
+    poll_stream_until_accepted,
     problem,
     route_params,
 )
@@ -334,19 +335,6 @@ def open_stream(client: httpx.Client, token: str) -> httpx.Response:
     return client.send(STREAM.build(client, token), stream=True)
 
 
-def poll_stream_until_accepted(client: httpx.Client, name: str, timeout: float = 5.0) -> None:
-    """Stream requests until one is accepted; each refusal must be a 429 (poll with deadline)."""
-    deadline = time.monotonic() + timeout
-    for attempt in range(1000):
-        response = STREAM.call(client, f"{name} #{attempt}")
-        if response.status_code == 200:
-            assert_full_stream(response)
-            return
-        assert response.status_code == 429, response.text
-        assert time.monotonic() < deadline, f"no stream slot came free within {timeout}s"
-        time.sleep(0.05)  # poll interval, not synchronisation
-
-
 @pytest.fixture
 def streams_gateway(start_gateway: Callable[..., Running]) -> Running:
     return start_gateway(max_streams_per_user="2", read_timeout="30")
@@ -378,7 +366,7 @@ def test_limit_3_third_stream_of_a_user_is_refused_and_a_finished_stream_frees_i
             for response in held:
                 response.close()
         # Both streams ended: both slots are free again.
-        poll_stream_until_accepted(client, fake_service.behave())
+        poll_stream_until_accepted(client, STREAM, fake_service.behave())
         assert_full_stream(STREAM.call(client, fake_service.behave()))
 
 
@@ -404,12 +392,12 @@ def test_limit_3_a_client_that_leaves_frees_its_stream_slot(
         assert_refused_429(STREAM.call(client, fake_service.behave()), secret)
         first.abort()
         # A slot comes free once the gateway notices the client left.
-        poll_stream_until_accepted(client, fake_service.behave())
+        poll_stream_until_accepted(client, STREAM, fake_service.behave())
         with RawRequest.to_gateway(session, STREAM.path, body) as third:
             assert third.read_events(1)[0].event == "token"
             assert_refused_429(STREAM.call(client, fake_service.behave()), secret)
             second.abort()
-            poll_stream_until_accepted(client, fake_service.behave())
+            poll_stream_until_accepted(client, STREAM, fake_service.behave())
 
 
 # -- LIMIT-4 --------------------------------------------------------------------------------------
