@@ -115,47 +115,41 @@ MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 10 * 1024 * 1024, minimum=1)
 MULTIPART_OVERHEAD = 64 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_JSON_BODY
 
-# The internal service. Each SERVICE_* variable may also be given by the seed's
-# name for it, FASTAPI_* (FASTAPI_BASE_URL, FASTAPI_SECRET, ...); SERVICE_* wins.
-SERVICE_BASE_URL = env_str(
-    env_name("SERVICE_BASE_URL", "FASTAPI_BASE_URL"), "http://127.0.0.1:8001"
-)
+# The internal service.
+
+
+def _service(name: str) -> str:
+    """SERVICE_<name>, or the seed's FASTAPI_<name> when only that is set (SERVICE_* wins)."""
+    return env_name(f"SERVICE_{name}", f"FASTAPI_{name}")
+
+
+SERVICE_BASE_URL = env_str(_service("BASE_URL"), "http://127.0.0.1:8001")
 SERVICE_SECRET_PLACEHOLDER = "change-me-in-production-secret-key"  # noqa: S105
-SERVICE_SECRET = env_str(env_name("SERVICE_SECRET", "FASTAPI_SECRET"), SERVICE_SECRET_PLACEHOLDER)
-SERVICE_CONNECT_TIMEOUT = env_float(
-    env_name("SERVICE_CONNECT_TIMEOUT", "FASTAPI_CONNECT_TIMEOUT"), 5.0
-)
-SERVICE_READ_TIMEOUT = env_float(env_name("SERVICE_READ_TIMEOUT", "FASTAPI_READ_TIMEOUT"), 60.0)
-SERVICE_WRITE_TIMEOUT = env_float(env_name("SERVICE_WRITE_TIMEOUT", "FASTAPI_WRITE_TIMEOUT"), 5.0)
-SERVICE_POOL_TIMEOUT = env_float(env_name("SERVICE_POOL_TIMEOUT", "FASTAPI_POOL_TIMEOUT"), 5.0)
+SERVICE_SECRET = env_str(_service("SECRET"), SERVICE_SECRET_PLACEHOLDER)
+SERVICE_CONNECT_TIMEOUT = env_float(_service("CONNECT_TIMEOUT"), 5.0)
+SERVICE_READ_TIMEOUT = env_float(_service("READ_TIMEOUT"), 60.0)
+SERVICE_WRITE_TIMEOUT = env_float(_service("WRITE_TIMEOUT"), 5.0)
+SERVICE_POOL_TIMEOUT = env_float(_service("POOL_TIMEOUT"), 5.0)
 # With HTTP/1.1 every live stream holds one pooled connection, so this is the
 # most streams one worker carries at once (the 1,001st waits SERVICE_POOL_TIMEOUT,
 # then gets 503). 1,000 is the per-worker load the gateway is built for; each
 # connection also costs a file descriptor: raise `ulimit -n` above 2x this.
-SERVICE_MAX_CONNECTIONS = env_int(
-    env_name("SERVICE_MAX_CONNECTIONS", "FASTAPI_MAX_CONNECTIONS"), 1000, minimum=1
-)
-SERVICE_MAX_KEEPALIVE = env_int(env_name("SERVICE_MAX_KEEPALIVE", "FASTAPI_MAX_KEEPALIVE"), 100)
+SERVICE_MAX_CONNECTIONS = env_int(_service("MAX_CONNECTIONS"), 1000, minimum=1)
+SERVICE_MAX_KEEPALIVE = env_int(_service("MAX_KEEPALIVE"), 100)
 # MUST stay below the service's keep-alive timeout (uvicorn --timeout-keep-alive,
 # 5 s): otherwise the client reuses a connection the service is closing and the
 # request fails with "Server disconnected without sending a response"
 # (httpx #2487). The system check lamla.W001 warns at >= 5 s.
-SERVICE_KEEPALIVE_EXPIRY = env_float(
-    env_name("SERVICE_KEEPALIVE_EXPIRY", "FASTAPI_KEEPALIVE_EXPIRY"), 4.0
-)
+SERVICE_KEEPALIVE_EXPIRY = env_float(_service("KEEPALIVE_EXPIRY"), 4.0)
 # Off by default: http2=True on an http:// URL silently stays HTTP/1.1, and h2c
 # with httpcore 1.0.9 leaks streams on early close (httpcore #943).
-SERVICE_HTTP2 = env_bool(env_name("SERVICE_HTTP2", "FASTAPI_HTTP2"), False)
+SERVICE_HTTP2 = env_bool(_service("HTTP2"), False)
 # What carries the bytes under the httpx client: "aiohttp" (gateway/upstream/transport.py;
 # its cost does not grow with the pool) or "httpcore" (httpx's own transport,
 # needed for SERVICE_HTTP2). README, "The gateway fast path", has the numbers.
-SERVICE_TRANSPORT = env_choice(
-    env_name("SERVICE_TRANSPORT", "FASTAPI_TRANSPORT"), "aiohttp", ("aiohttp", "httpcore")
-)
+SERVICE_TRANSPORT = env_choice(_service("TRANSPORT"), "aiohttp", ("aiohttp", "httpcore"))
 # The most a non-streamed service answer may hold before it counts as a failure.
-SERVICE_MAX_RESPONSE_BODY = env_int(
-    env_name("SERVICE_MAX_RESPONSE_BODY", "FASTAPI_MAX_RESPONSE_BODY"), 8 * 1024 * 1024, minimum=1
-)
+SERVICE_MAX_RESPONSE_BODY = env_int(_service("MAX_RESPONSE_BODY"), 8 * 1024 * 1024, minimum=1)
 
 # The ASGI fast path (gateway/asgi/fastpath.py) serves the happy path of the JSON
 # proxy routes without Django's per-request thread hops and hands everything
@@ -192,9 +186,7 @@ GATEWAY_TRUSTED_PROXIES = env_list("GATEWAY_TRUSTED_PROXIES", "")
 # How the gateway proves itself to the service: "secret" sends X-Internal-Secret
 # (the default); "hmac" signs each request with it instead (SEC-7), and the
 # secret never travels. The service must be set to the same mode.
-SERVICE_AUTH_MODE = env_choice(
-    env_name("SERVICE_AUTH_MODE", "FASTAPI_AUTH_MODE"), "secret", ("secret", "hmac")
-)
+SERVICE_AUTH_MODE = env_choice(_service("AUTH_MODE"), "secret", ("secret", "hmac"))
 
 # Console logging at INFO. Nothing here formats request objects, headers or
 # cookies; the proxy never logs the secret.

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,6 +22,8 @@ from gateway.asgi.lifespan import LifespanApp
 from gateway.checks import check_client_settings, check_fastapi_secret, raise_for_errors
 from gateway.upstream import client as async_client
 from gateway.upstream.client import get_client
+
+from .conftest import IMPLEMENTATION
 
 PLACEHOLDER = "change-me-in-production-secret-key"
 
@@ -157,3 +163,34 @@ def test_gc_tuning_freezes_startup_objects_and_raises_the_young_threshold() -> N
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _settings_read_under(env: dict[str, str]) -> dict[str, object]:
+    """lamla.settings as a fresh process reads it with ``env`` (settings load once per process)."""
+    code = (
+        "import json, lamla.settings as s; "
+        "print(json.dumps({'url': s.SERVICE_BASE_URL, 'secret': s.SERVICE_SECRET, "
+        "'pool': s.SERVICE_MAX_CONNECTIONS}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_", "FASTAPI_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "DJANGO_DEBUG": "1", **env},
+        cwd=IMPLEMENTATION,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_the_seeds_fastapi_names_are_read_and_service_names_win() -> None:
+    seed = {
+        "FASTAPI_BASE_URL": "http://seed:1",
+        "FASTAPI_SECRET": "seed-s",
+        "FASTAPI_MAX_CONNECTIONS": "7",
+    }
+    assert _settings_read_under(seed) == {"url": "http://seed:1", "secret": "seed-s", "pool": 7}
+    both = {**seed, "SERVICE_BASE_URL": "http://new:2", "SERVICE_SECRET": "new-s"}
+    assert _settings_read_under(both) == {"url": "http://new:2", "secret": "new-s", "pool": 7}
