@@ -11,10 +11,11 @@ import difflib
 import string
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.knobs import KNOBS, placeholders_used
 from harness.spec import route
 
 #: Every placeholder a plug file may use and what the harness puts there (harness/README.md
@@ -61,10 +62,20 @@ TOP_KEYS = frozenset(
         "service",
         "gateway",
         "baselines",
+        "gateway_baseline",
     }
 )
 COMPONENT_KEYS = frozenset(
-    {"command", "ready", "workdir", "env", "setup", "create_user", "upstream_http_version"}
+    {
+        "command",
+        "ready",
+        "workdir",
+        "env",
+        "setup",
+        "create_user",
+        "upstream_http_version",
+        "fixed",
+    }
 )
 BASELINE_KEYS = frozenset({"description", "chat_path", "stream_path"})
 _REQUIRED_COMPONENT_KEYS = ("command", "ready")
@@ -91,6 +102,8 @@ class Component:
     create_user: tuple[str, ...] | None = None
     #: The HTTP version the gateway claims to speak to the service (GW-HTTP-1).
     upstream_http_version: str = "1.1"
+    #: Knobs it does not let you set, with the value they always have (harness/knobs.py).
+    fixed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,10 @@ def load_plug(path: str | Path) -> Plug:
     label = path.name
     data, replaced = _read_with_bases(path, depth=0)
     name = _string(data, "name", label, "", required=True)
+    baselines = _baselines(data, label)
+    gateway = _component(data, "gateway", label, replaced)
+    if chosen := _string(data, "gateway_baseline", label, ""):
+        gateway = _baseline_as_gateway(baselines, chosen, label)
     known = data.get("known_failures", {})
     if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
         raise PlugError(f"{label}: [known_failures] must map requirement IDs to reason strings")
@@ -158,12 +175,21 @@ def load_plug(path: str | Path) -> Plug:
         name=name,
         description=_string(data, "description", label, "", default=""),
         service=_component(data, "service", label, replaced),
-        gateway=_component(data, "gateway", label, replaced),
+        gateway=gateway,
         known_failures=dict(known),
         breaks=_string_list(data, "breaks", label, ""),
         suites=_string_list(data, "suites", label, ""),
-        baselines=_baselines(data, label),
+        baselines=baselines,
     )
+
+
+def _baseline_as_gateway(baselines: tuple[Baseline, ...], name: str, label: str) -> Component:
+    """``gateway_baseline = "NAME"``: the suites run against that baseline's gateway."""
+    for baseline in baselines:
+        if baseline.name == name:
+            return replace(baseline.component, name="gateway")
+    known = ", ".join(b.name for b in baselines) or "none"
+    raise PlugError(f"{label}: gateway_baseline {name!r} is not a [baselines] table ({known})")
 
 
 def _baselines(data: dict[str, Any], label: str) -> tuple[Baseline, ...]:
@@ -284,8 +310,10 @@ def _component(data: dict[str, Any], name: str, label: str, replaced: Collection
     if http_version not in ("1.1", "2"):
         raise PlugError(f'{label}: {where}.upstream_http_version must be "1.1" or "2"')
 
+    fixed = _fixed(section, label, where)
     component = Component(
         name=name,
+        fixed=fixed,
         upstream_http_version=http_version,
         command=tuple(command),
         ready=ready,
@@ -296,6 +324,21 @@ def _component(data: dict[str, Any], name: str, label: str, replaced: Collection
     )
     _check_placeholders(component, label)
     return component
+
+
+def _fixed(section: dict[str, Any], label: str, where: str) -> dict[str, str]:
+    """The ``fixed`` table: knob name -> the value the component always has."""
+    table = section.get("fixed", {})
+    if not isinstance(table, dict):
+        raise PlugError(f"{label}: {where}.fixed must be a table of knob = value")
+    for knob, value in table.items():
+        if knob not in KNOBS:
+            hint = difflib.get_close_matches(knob, KNOBS, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise PlugError(f"{label}: {where}.fixed.{knob} is not a knob{extra}")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise PlugError(f"{label}: {where}.fixed.{knob} must be a string or a number")
+    return {knob: str(value) for knob, value in table.items()}
 
 
 def _check_placeholders(component: Component, label: str) -> None:
@@ -317,6 +360,8 @@ def _check_placeholders(component: Component, label: str) -> None:
                 raise PlugError(f"{label}: {key}: unknown placeholder {{{n}}}{extra}")
             if n in ("username", "password") and not key.endswith("create_user"):
                 raise PlugError(f"{label}: {key}: {{{n}}} is only available in create_user")
+    if clash := sorted(placeholders_used(component) & component.fixed.keys()):
+        raise PlugError(f"{label}: {where}.fixed.{clash[0]}: the component uses {{{clash[0]}}} too")
 
 
 def _reject_unknown(

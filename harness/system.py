@@ -11,40 +11,16 @@ import itertools
 import os
 import secrets
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .fakes import FakeControl
+from .knobs import GATEWAY_KNOBS, SERVICE_KNOBS, effective_knobs, not_configurable, require
 from .plug import Component, Plug, render
 from .processes import LOOPBACK, ManagedProcess, free_port, run_command
 
 REPO = Path(__file__).resolve().parents[1]
-
-#: Knob values used unless a test asks for others. Short timeouts keep fault tests fast.
-SERVICE_KNOBS: dict[str, str] = {
-    "previous_secret": "",
-    "debug": "0",
-    "llm_model": "fake-model",
-    "llm_timeout": "3",
-    "auth_mode": "secret",
-}
-GATEWAY_KNOBS: dict[str, str] = {
-    "cors_origins": "http://localhost:3000",
-    "connect_timeout": "2",
-    "read_timeout": "3",
-    "pool_timeout": "2",
-    "max_connections": "20",
-    "max_keepalive": "10",
-    "auth_mode": "secret",
-    # Far above what any suite does per user in a run: tests of LIMIT-3/LIMIT-4
-    # start a gateway of their own with tight values.
-    "max_streams_per_user": "1000",
-    "chat_rate": "100000/m",
-    "quiz_rate": "100000/m",
-    "trusted_proxies": "",
-    "legacy_views": "0",  # optional routes; GW-LEGACY-1's tests turn them on
-}
 
 
 @dataclass(frozen=True)
@@ -61,11 +37,19 @@ class Running:
     url: str
     port: int
     process: ManagedProcess
+    #: The knobs whose value in this process is known (honoured or fixed; harness/knobs.py).
     knobs: Mapping[str, str]
+    component: Component
 
     @property
     def log(self) -> Path:
         return self.process.log
+
+    def knob(self, name: str) -> str:
+        """The value of knob ``name`` in this process; "not configurable" when unknown."""
+        if name not in self.knobs:
+            not_configurable(self.component, [name])
+        return self.knobs[name]
 
 
 @dataclass
@@ -128,7 +112,11 @@ class Harness:
     def service_process(
         self, llm_url: str, *, secret: str | None = None, **knobs: str
     ) -> tuple[ManagedProcess, str, dict[str, str]]:
-        """Spawn the implementation's service without waiting for it (see start_service)."""
+        """Spawn the implementation's service without waiting for it (see start_service).
+
+        Knobs a test asks for must be ones the service honours ("not configurable").
+        """
+        require(self.plug.service, knobs)
         values = {**SERVICE_KNOBS, **knobs}
         values.update(
             secret=self.secret if secret is None else secret,
@@ -141,7 +129,8 @@ class Harness:
     def start_service(self, llm_url: str, *, secret: str | None = None, **knobs: str) -> Running:
         process, url, values = self.service_process(llm_url, secret=secret, **knobs)
         process.wait_ready(url + self.plug.service.ready)
-        return Running("service", url, int(values["port"]), process, values)
+        known = effective_knobs(self.plug.service, {k: values[k] for k in SERVICE_KNOBS})
+        return Running("service", url, int(values["port"]), process, known, self.plug.service)
 
     def start_gateway(
         self,
@@ -149,15 +138,23 @@ class Harness:
         users: Sequence[User],
         *,
         component: Component | None = None,
+        adapt: Collection[str] = (),
         **knobs: str,
     ) -> Running:
-        """Start the gateway (or another way to run it: a baseline's component)."""
+        """Start the gateway (or another way to run it: a baseline's component).
+
+        Knobs a test asks for must be ones the gateway honours ("not configurable"),
+        except that a knob in ``adapt`` may keep its fixed value: the test reads
+        ``Running.knob(name)`` and adapts to it.
+        """
         component = component or self.plug.gateway
+        require(component, knobs, adapt)
         values = {**GATEWAY_KNOBS, **knobs}
         values.update(secret=self.secret, service_url=service_url)
         process, url = self._spawn_component(component, values, users=users)
         process.wait_ready(url + component.ready)
-        return Running(component.name, url, int(values["port"]), process, values)
+        known = effective_knobs(component, {k: values[k] for k in GATEWAY_KNOBS})
+        return Running(component.name, url, int(values["port"]), process, known, component)
 
     def _spawn_component(
         self, component: Component, values: dict[str, str], users: Sequence[User] = ()

