@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.client import assert_no_leak, assert_problem
+from harness.client import assert_no_leak, assert_problem_document
 from harness.fakes import FakeControl, new_token
 
 from ._helpers import SECRET_HEADER, MiB
@@ -169,7 +169,7 @@ def test_prob_1_service_error_is_problem_json(ctx: Ctx, scenario: Scenario) -> N
     assert _allowed(scenario.expected, response.status_code), (
         f"expected {scenario.expected}, got {response.status_code}: {response.text[:500]}"
     )
-    assert_problem(response, response.status_code)
+    assert_problem_document(response, response.status_code)
 
 
 @pytest.mark.req("PROB-2")
