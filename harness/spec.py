@@ -18,6 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_DOCUMENT = ROOT / "spec" / "gateway.openapi.yaml"
+SERVICE_DOCUMENT = ROOT / "spec" / "service.openapi.yaml"
 EXAMPLES = ROOT / "spec" / "examples.yaml"
 
 #: Where a test's token goes in an example's string values.
@@ -161,6 +162,29 @@ def route(operation_id: str, *, spec: GatewaySpec | None = None) -> ProxiedRoute
     raise SpecError(
         f"{_show(spec.source)}: no proxied operation {operation_id!r} (x-upstream); known: {known}"
     )
+
+
+@dataclass(frozen=True)
+class TrustedHeaders:
+    """The request headers the service believes, which only a gateway may set (GW-PROXY-3)."""
+
+    #: ``info.x-trusted-headers`` of the service document.
+    names: tuple[str, ...]
+    #: ``info.x-gateway-only-prefixes``: no client value of such a header reaches the service.
+    prefixes: tuple[str, ...]
+
+
+@functools.cache
+def trusted_headers(document: Path = SERVICE_DOCUMENT) -> TrustedHeaders:
+    """What spec/service.openapi.yaml says the service trusts; a gap is one SpecError."""
+    info = _read_yaml(document).get("info") or {}
+    found = {}
+    for key in ("x-trusted-headers", "x-gateway-only-prefixes"):
+        value = info.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise SpecError(f"{_show(document)}: info.{key} must be a list of header names")
+        found[key] = tuple(value)
+    return TrustedHeaders(found["x-trusted-headers"], found["x-gateway-only-prefixes"])
 
 
 # -- reading ------------------------------------------------------------------------------------

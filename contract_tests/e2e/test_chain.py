@@ -7,7 +7,7 @@ import pytest
 
 from harness.client import assert_problem, parse_stream
 from harness.fakes import FakeControl
-from harness.spec import route
+from harness.spec import ProxiedRoute, proxied_routes, route
 
 CHAT = route("chat")
 STREAM = route("chat_stream")
@@ -45,6 +45,27 @@ def test_e2e_2_user_id_reaches_the_llm_and_the_secret_does_not(
     assert record["user"] == user_id
     assert secret not in repr(record["headers"])
     assert secret not in record["body"]
+
+
+@pytest.mark.req("E2E-2")
+@pytest.mark.parametrize(
+    "proxied",
+    [pytest.param(r, id=r.operation_id) for r in proxied_routes() if r != CHAT],
+)
+def test_e2e_2_every_other_route_sends_the_user_id_to_the_llm_and_not_the_secret(
+    e2e_client: httpx.Client, fake_llm: FakeControl, secret: str, proxied: ProxiedRoute
+) -> None:
+    """The stream, the file upload and the quiz as the chat above: each LLM call has the user."""
+    user_id = str(e2e_client.get("/api/auth/me/").json()["id"])
+    token = fake_llm.behave()  # the LLM's default answer fits every route (a quiz when asked)
+    response = proxied.call(e2e_client, token)
+    assert response.status_code == 200, response.text
+    records = fake_llm.requests(token)
+    assert records, f"{proxied}: the LLM never saw the request's text"
+    for record in records:
+        assert record["user"] == user_id, f"{proxied}: the LLM was told user {record['user']!r}"
+        assert secret not in repr(record["headers"])
+        assert secret not in record["body"]
 
 
 @pytest.mark.req("E2E-3")

@@ -294,3 +294,30 @@ def test_gw_stream_2_gateway_sets_the_headers_even_when_the_service_omits_them(
     events, rest = parse_stream(response.content)
     assert [e.event for e in events] == ["token", "done"]
     assert rest == b""
+
+
+@pytest.mark.req("GW-STREAM-2")
+def test_gw_stream_2_the_services_own_cache_and_buffering_headers_are_overridden(
+    alice_client: httpx.Client, fake_service: FakeControl
+) -> None:
+    # The service allows caching and buffering: what the browser gets must not.
+    token = fake_service.behave(
+        body='event: token\ndata: {"text":"cached?"}\n\nevent: done\ndata: {"usage":{}}\n\n',
+        content_type="text/event-stream",
+        headers=[["Cache-Control", "public, max-age=600"], ["X-Accel-Buffering", "yes"]],
+    )
+    response = alice_client.post(STREAM.path, json={"message": f"contrary {token}"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].split(";")[0].strip() == "text/event-stream"
+    directives = {
+        d.strip().lower() for v in response.headers.get_list("cache-control") for d in v.split(",")
+    }
+    assert "no-cache" in directives, response.headers.get_list("cache-control")
+    assert not directives & {"public", "max-age=600"}, (
+        f"the service's caching reached the client: {response.headers.get_list('cache-control')}"
+    )
+    buffering = response.headers.get_list("x-accel-buffering")
+    assert buffering == ["no"], f"X-Accel-Buffering: {buffering}"
+    events, rest = parse_stream(response.content)
+    assert [e.event for e in events] == ["token", "done"]
+    assert rest == b""

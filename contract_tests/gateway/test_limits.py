@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import select
 import socket
 import time
@@ -455,3 +456,88 @@ def test_limit_4_retry_after_says_when_the_window_frees(
         time.sleep(retry_after)
         response = CHAT.call(client, token)
         assert response.status_code == 200, response.text
+
+
+#: How long the Retry-After tests let pass between a refusal and the next request.
+PAUSE = 2.5
+
+
+def exhaust(client: httpx.Client, token: str) -> float:
+    """Chat until a request is refused; when (``time.monotonic()``) the refusal arrived."""
+    for _ in range(10):  # a fresh 2/m bucket refuses the third request at the latest
+        response = CHAT.call(client, token)
+        if response.status_code == 429:
+            return time.monotonic()
+        assert response.status_code == 200, response.text
+    pytest.fail("10 chat requests in a row were admitted at 2/m")
+
+
+def refused_later(
+    client: httpx.Client, token: str, since: float, secret: str
+) -> tuple[int | None, float]:
+    """Chat once ``PAUSE`` s after ``since``: (its Retry-After, or None if admitted; when sent).
+
+    Admitted means a fixed window ended meanwhile (an aligned one may end at any moment):
+    the caller starts over.
+    """
+    # Letting the clock advance is the behaviour under test; it is short and bounded.
+    time.sleep(max(0.0, since + PAUSE - time.monotonic()))
+    sent = time.monotonic()
+    response = CHAT.call(client, token)
+    if response.status_code == 200:
+        return None, sent
+    return assert_refused_429(response, secret), sent
+
+
+@pytest.mark.req("LIMIT-4")
+def test_limit_4_retry_after_counts_down_to_the_end_of_the_window_not_the_whole_window(
+    start_gateway: Callable[..., Running], alice: User, fake_service: FakeControl, secret: str
+) -> None:
+    """A refusal PAUSE s after the bucket was full says at most ``ceil(60 - PAUSE)``.
+
+    Every request the bucket held was admitted before the refusal that ends
+    ``exhaust``, so whatever the window (fixed and started at the first request,
+    aligned to the clock, sliding, counting refusals or not) it frees within 60 s of
+    that refusal's arrival; the later refusal is answered after ``sent``, so its
+    whole seconds until then are at most ``ceil(60 - (sent - last))``.
+    """
+    running = start_gateway(chat_rate="2/m")
+    token = fake_service.behave()
+    with Session.of(running.url, alice).client() as client:
+        for _ in range(3):  # a window that ends during a pause ends once a minute at most
+            last = exhaust(client, token)
+            retry_after, sent = refused_later(client, token, last, secret)
+            if retry_after is None:
+                continue
+            bound = math.ceil(60 - (sent - last))
+            assert retry_after <= bound, (
+                f"Retry-After {retry_after} {sent - last:.1f} s after the bucket was full: "
+                f"the window frees within {bound} s (a Retry-After of the whole window?)"
+            )
+            return
+    pytest.fail("every refusal was followed by a new window: the bucket did not hold")
+
+
+@pytest.mark.req("LIMIT-4")
+def test_limit_4_retry_after_decreases_as_the_window_runs_out(
+    start_gateway: Callable[..., Running], alice: User, fake_service: FakeControl, secret: str
+) -> None:
+    running = start_gateway(chat_rate="2/m")
+    token = fake_service.behave()
+    with Session.of(running.url, alice).client() as client:
+        for _ in range(3):  # a window that ends during a pause ends once a minute at most
+            first, _ = refused_later(client, token, exhaust(client, token), secret)
+            if first is None:
+                continue
+            answered = time.monotonic()
+            second, second_sent = refused_later(client, token, answered, secret)
+            if second is None:
+                continue
+            # The server's clock advanced at least this much between the two refusals.
+            elapsed = second_sent - answered
+            assert second <= first - math.floor(elapsed), (
+                f"Retry-After {first}, then {second} {elapsed:.1f} s later: "
+                "it does not count down to the end of the window"
+            )
+            return
+    pytest.fail("every refusal was followed by a new window: the bucket did not hold")

@@ -14,7 +14,7 @@ from contract_tests.gateway.conftest import (
 )
 from harness.client import assert_no_leak
 from harness.fakes import FakeControl, Record, header_values
-from harness.spec import ProxiedRoute, proxied_routes, route
+from harness.spec import ProxiedRoute, proxied_routes, route, trusted_headers
 
 CHAT = route("chat")
 STREAM = route("chat_stream")
@@ -73,29 +73,38 @@ def test_gw_proxy_2_secret_echoed_by_the_service_does_not_reach_the_client(
 
 
 # -- GW-PROXY-3 ---------------------------------------------------------------------------------
-SPOOFED = [
-    ("X-Internal-Secret", "evil"),
-    ("X-Internal-Secret", "evil-2"),
-    ("X-User-Id", "999"),
-    ("x-user-id", "998"),
-    ("X-Forwarded-User", "mallory"),
-]
+#: What the service trusts and which names only a gateway may send (spec/service.openapi.yaml).
+TRUSTED = trusted_headers()
+
+
+def spoofed_headers() -> list[tuple[str, str]]:
+    """A client's try at every trusted header and at each gateway-only prefix, twice each.
+
+    Each value is unique, so wherever it turns up at the service it is the client's.
+    """
+    names = [*TRUSTED.names, *(f"{prefix}Spoofed" for prefix in TRUSTED.prefixes)]
+    names += ["X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-User", "X-User-Role"]
+    return [
+        (name if n == 0 else name.lower(), f"spoofed-{i}-{n}")
+        for i, name in enumerate(dict.fromkeys(names))
+        for n in range(2)
+    ]
 
 
 @pytest.mark.req("GW-PROXY-3")
 @pytest.mark.parametrize("route", route_params())
-def test_gw_proxy_3_client_identity_headers_are_replaced_by_the_session_user(
+def test_gw_proxy_3_no_client_value_of_a_header_the_service_trusts_reaches_it(
     alice_client: httpx.Client, fake_service: FakeControl, secret: str, route: ProxiedRoute
 ) -> None:
     alice_id = user_id(alice_client)
     token = fake_service.behave(times=1)
-    send(alice_client, route, token, SPOOFED)
+    spoofed = spoofed_headers()
+    send(alice_client, route, token, spoofed)
     record = one_request(fake_service, token)
     assert only_value(record, "x-internal-secret") == secret
     assert only_value(record, "x-user-id") == str(alice_id)
-    values = all_values(record)
-    for spoofed in ("evil", "evil-2", "999", "998", "mallory"):
-        assert spoofed not in values, f"client-supplied {spoofed!r} reached the service"
+    reached = [(n, v) for n, v in record["headers"] if "spoofed-" in v]
+    assert reached == [], f"client-supplied headers reached the service: {reached}"
 
 
 @pytest.mark.req("GW-PROXY-3")
@@ -214,6 +223,39 @@ def test_gw_proxy_5_hop_by_hop_headers_of_the_service_do_not_reach_the_client(
         assert name not in response.headers, f"service's {name} reached the client"
     for value in response.headers.get_list("connection"):
         assert "x-svc-hop" not in value.lower(), f"service's Connection reached the client: {value}"
+
+
+#: The service names headers in its Connection header: they are for the hop between it and
+#: the gateway, whatever they are (Content-Language would be relayed otherwise).
+CONNECTION_NAMED = [
+    ["Connection", "content-language, x-debug"],
+    ["Content-Language", "de"],
+    ["X-Debug", "1"],
+]
+
+
+@pytest.mark.req("GW-PROXY-5")
+@pytest.mark.parametrize("answer", ["success", "error"])
+@pytest.mark.parametrize("route", route_params())
+def test_gw_proxy_5_headers_the_service_names_in_connection_do_not_reach_the_client(
+    alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute, answer: str
+) -> None:
+    """On every route, for an answer relayed as it came (JSON or stream) and a relayed 4xx."""
+    if answer == "success":
+        token = fake_service.behave(**behaviour_for(route, headers=CONNECTION_NAMED))
+        expected = 200
+    else:
+        token = fake_service.behave(status=422, headers=CONNECTION_NAMED)
+        expected = 422  # GW-PROXY-7: a service 4xx keeps its status and problem body
+    response = route.call(alice_client, token)
+    assert response.status_code == expected, response.text
+    for name in ("content-language", "x-debug"):
+        assert name not in response.headers, (
+            f"the service named {name} in Connection, yet it reached the client: "
+            f"{response.headers.get(name)!r}"
+        )
+    for value in response.headers.get_list("connection"):
+        assert "x-debug" not in value.lower(), f"service's Connection reached the client: {value}"
 
 
 # -- GW-PROXY-6 ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,10 +17,10 @@ from contract_tests.gateway.conftest import (
     route_params,
     user_id,
 )
-from harness.client import http_client, logged_in
+from harness.client import Session, csrf_token, http_client, logged_in
 from harness.fakes import FakeControl
 from harness.processes import LOOPBACK
-from harness.spec import ProxiedRoute, route
+from harness.spec import ProxiedRoute, proxied_routes, route
 from harness.system import Running, User
 
 ALLOWED_ORIGIN = "http://localhost:3000"
@@ -244,6 +245,79 @@ def test_gw_sess_6_unlisted_origin_gets_no_cors_headers(gateway: Running, kind: 
         assert cors_headers(response) == {}, cors_headers(response)
 
 
+def assert_cors_for(response: httpx.Response, origin: str) -> None:
+    """The headers that let a page of ``origin`` read ``response`` with its credentials."""
+    found = cors_headers(response)
+    assert found.get("access-control-allow-origin") == origin, (
+        f"a {response.status_code} answer lacks CORS for {origin}: {found}"
+    )
+    assert found.get("access-control-allow-credentials") == "true", (
+        f"a {response.status_code} answer does not allow credentials: {found}"
+    )
+
+
+@pytest.mark.req("GW-SESS-6")
+@pytest.mark.parametrize("route", route_params())
+def test_gw_sess_6_listed_origin_gets_cors_on_proxied_answers_and_their_errors(
+    gateway: Running,
+    alice_client: httpx.Client,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
+) -> None:
+    origin = {"Origin": ALLOWED_ORIGIN}
+    answered = route.call(alice_client, fake_service.behave(), headers=origin)
+    assert answered.status_code == 200, answered.text
+    assert_cors_for(answered, ALLOWED_ORIGIN)
+    # An error the gateway makes of the service's failure (GW-PROXY-7: 502).
+    failed = route.call(alice_client, fake_service.behave(status=500), headers=origin)
+    problem(failed, 502, secret)
+    assert_cors_for(failed, ALLOWED_ORIGIN)
+    # The page's user is not logged in: the 401 must be readable by the page too.
+    with anonymous(gateway.url) as client:
+        token = fake_service.behave(reply={"reply": "must not be seen", "usage": {}})
+        refused = route.call(client, token, headers=origin)
+    problem(refused, 401, secret)
+    assert_cors_for(refused, ALLOWED_ORIGIN)
+    assert_not_contacted(fake_service, token)
+
+
+@pytest.mark.req("GW-SESS-6")
+def test_gw_sess_6_listed_origin_gets_cors_on_a_rate_limited_proxied_request(
+    start_gateway: Callable[..., Running], alice: User, fake_service: FakeControl, secret: str
+) -> None:
+    # One request a day per bucket: the second request to a bucket is refused (LIMIT-4).
+    running = start_gateway(chat_rate="1/d", quiz_rate="1/d")
+    origin = {"Origin": ALLOWED_ORIGIN}
+    with Session.of(running.url, alice).client() as client:
+        for proxied in proxied_routes():
+            statuses = []
+            for _ in range(2):  # the route's bucket holds one request: a second is refused
+                response = proxied.call(client, fake_service.behave(), headers=origin)
+                statuses.append(response.status_code)
+                assert_cors_for(response, ALLOWED_ORIGIN)
+                if response.status_code == 429:
+                    problem(response, 429, secret)
+                    break
+            assert statuses[-1] == 429, f"{proxied}: no request was refused: {statuses}"
+
+
+@pytest.mark.req("GW-SESS-6")
+@pytest.mark.parametrize("route", route_params())
+def test_gw_sess_6_unlisted_origin_gets_no_cors_headers_from_proxied_routes(
+    gateway: Running, alice_client: httpx.Client, fake_service: FakeControl, route: ProxiedRoute
+) -> None:
+    evil = {"Origin": EVIL_ORIGIN}
+    token = fake_service.behave(reply={"reply": "must not be seen", "usage": {}})
+    with anonymous(gateway.url) as client:
+        anonymous_answer = route.call(client, token, headers=evil)
+    logged_in_answer = route.call(alice_client, token, headers=evil)
+    for response in (anonymous_answer, logged_in_answer):
+        assert cors_headers(response) == {}, (
+            f"a {response.status_code} answer to {EVIL_ORIGIN} has {cors_headers(response)}"
+        )
+
+
 # -- GW-SESS-7 ----------------------------------------------------------------------------------
 @pytest.mark.req("GW-SESS-7")
 def test_gw_sess_7_unsafe_request_from_listed_origin_succeeds_and_unlisted_gets_403(
@@ -261,10 +335,11 @@ def test_gw_sess_7_unsafe_request_from_listed_origin_succeeds_and_unlisted_gets_
 
 @pytest.mark.req("GW-SESS-7", "GW-SESS-6")
 def test_gw_sess_7_trusted_origins_follow_the_configured_cors_origins(
-    tight_gateway: Running, alice: User, fake_service: FakeControl, secret: str
+    start_gateway: Callable[..., Running], alice: User, fake_service: FakeControl, secret: str
 ) -> None:
+    other_origin = start_gateway(cors_origins=CUSTOM_ORIGIN)  # needs only this knob
     token = fake_service.behave(reply={"reply": "custom origin", "usage": {}})
-    with logged_in(tight_gateway.url, alice) as client:
+    with logged_in(other_origin.url, alice) as client:
         allowed = CHAT.call(client, token, headers={"Origin": CUSTOM_ORIGIN})
         assert allowed.status_code == 200, allowed.text
         assert allowed.headers.get("access-control-allow-origin") == CUSTOM_ORIGIN
@@ -276,3 +351,73 @@ def test_gw_sess_7_trusted_origins_follow_the_configured_cors_origins(
         assert cors_headers(refused) == {}
         assert_not_contacted(fake_service, other)
         assert cors_headers(preflight(client, ALLOWED_ORIGIN)) == {}
+
+
+# -- GW-SESS-8 ----------------------------------------------------------------------------------
+def log_out(browser: httpx.Client, user: User) -> None:
+    response = browser.post("/api/auth/logout/")
+    assert response.status_code == 204, response.text
+
+
+def log_in_again(browser: httpx.Client, user: User) -> None:
+    """Log in again on a logged-in browser: the login rotates the session key (GW-SESS-5)."""
+    response = post_login(browser, user, browser.headers["X-CSRFToken"])
+    assert response.status_code == 200, response.text
+    browser.headers["X-CSRFToken"] = csrf_token(browser.cookies, response)
+
+
+ENDINGS: dict[str, Callable[[httpx.Client, User], None]] = {
+    "logout": log_out,
+    "login-again": log_in_again,
+}
+
+
+def with_fresh_csrf(kept: Session) -> Session:
+    """``kept``'s cookies with a CSRF token fetched with them, so CSRF cannot be why they fail.
+
+    A cookie the CSRF endpoint sets is taken; none is ever dropped, so the ended session's
+    cookie is still presented. Each ``client()`` of the result starts from these cookies.
+    """
+    with kept.client() as client:
+        response = client.get("/api/auth/csrf/")
+    assert response.status_code == 200, response.text
+    cookies = httpx.Cookies(kept.cookies)
+    for cookie in response.cookies.jar:
+        cookies.jar.set_cookie(cookie)
+    return Session(kept.base_url, cookies, csrf_token(cookies, response))
+
+
+@pytest.mark.req("GW-SESS-8")
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("route", route_params())
+def test_gw_sess_8_an_ended_session_is_refused_at_once_on_every_proxied_route(
+    gateway: Running,
+    alice: User,
+    fake_service: FakeControl,
+    secret: str,
+    route: ProxiedRoute,
+    ending: str,
+) -> None:
+    with logged_in(gateway.url, alice) as browser:
+        # What a copy of the session cookie (another tab, a stolen cookie) presents later.
+        kept = Session(gateway.url, httpx.Cookies(browser.cookies), browser.headers["X-CSRFToken"])
+        with kept.client() as client:
+            used = route.call(client, fake_service.behave())
+        # The kept cookies carry the session, and it was used on this route just now:
+        # a gateway that caches verified sessions holds it.
+        assert used.status_code == 200, used.text
+
+        ENDINGS[ending](browser, alice)
+
+        stale = with_fresh_csrf(kept)
+        token = fake_service.behave(reply={"reply": "must not be seen", "usage": {}})
+        with stale.client() as client:
+            refused = route.call(client, token)
+        problem(refused, 401, secret)
+        assert_not_contacted(fake_service, token)
+        with stale.client() as client:
+            problem(client.get("/api/auth/me/"), 401, secret)
+        if ending == "login-again":
+            # The browser's new session is the one that works.
+            again = route.call(browser, fake_service.behave())
+            assert again.status_code == 200, again.text

@@ -32,8 +32,24 @@ TITLE = "Lamla internal AI service"
 VERSION = "1.0.0"
 DESCRIPTION = (
     "Internal service behind the gateway. Every route except `GET /health` requires the "
-    "shared secret in `X-Internal-Secret`; errors are RFC 9457 `application/problem+json`."
+    "shared secret in `X-Internal-Secret`; errors are RFC 9457 `application/problem+json`.\n\n"
+    "The service trusts exactly the request headers listed in `info.x-trusted-headers`, "
+    "which only the gateway sets (GW-PROXY-3): `X-Internal-Secret` (in `hmac` mode "
+    "`X-Internal-Timestamp` and `X-Internal-Signature` instead), `X-User-Id` (the session's "
+    "user) and `X-Forwarded-For` (the browser's address, SEC-4). `X-Request-ID` is a "
+    "correlation id, never trusted. A gateway passes on no client value of a header whose "
+    "name starts with one of `info.x-gateway-only-prefixes`."
 )
+#: The request headers the service believes, and the name prefixes only a gateway may send
+#: (GW-PROXY-3); the OpenAPI document carries both, and the contract suite reads them there.
+TRUSTED_HEADERS = (
+    "X-Internal-Secret",
+    "X-Internal-Timestamp",
+    "X-Internal-Signature",
+    "X-User-Id",
+    "X-Forwarded-For",
+)
+GATEWAY_ONLY_PREFIXES = ("X-Internal-", "X-User-", "X-Forwarded-")
 MAX_JSON_BODY = 16 * 1024 * 1024  # a full-size chat history with escaped characters fits
 BODY_LIMITS = {
     "/chatbot/": MAX_JSON_BODY,
@@ -85,6 +101,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             description=app.description,
             routes=app.routes,
         )
+        schema["info"]["x-trusted-headers"] = list(TRUSTED_HEADERS)
+        schema["info"]["x-gateway-only-prefixes"] = list(GATEWAY_ONLY_PREFIXES)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         for model in (Problem, ValidationProblem, TokenData, DoneData):
             definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
