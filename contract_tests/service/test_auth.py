@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets as random_secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -12,7 +12,7 @@ from harness.client import assert_problem, http_client
 from harness.fakes import FakeControl, new_token
 from harness.plug import Plug
 from harness.processes import ManagedProcess
-from harness.system import Fake, Running
+from harness.system import Fake, Harness, Running
 
 from ._helpers import (
     ROUTES,
@@ -33,9 +33,16 @@ def _ids(op: tuple[str, str]) -> str:
 
 
 def _send(
-    client: httpx.Client, method: str, path: str, token: str, headers: object
+    client: httpx.Client,
+    method: str,
+    path: str,
+    token: str,
+    headers: object,
+    params: dict[str, str] | None = None,
 ) -> httpx.Response:
-    return client.request(method, path, headers=headers, **request_kwargs(path, token))
+    return client.request(
+        method, path, headers=headers, params=params, **request_kwargs(path, token)
+    )
 
 
 # -- SVC-AUTH-1 ---------------------------------------------------------------------------------
@@ -59,7 +66,9 @@ def test_svc_auth_1_health_needs_no_secret(anon_client: httpx.Client) -> None:
 
 # -- SVC-AUTH-2 ---------------------------------------------------------------------------------
 def _bad_headers(secret: str) -> dict[str, list[tuple[str, str | bytes]]]:
-    other = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    # A digit in place of the last character: never a mere change of letter case (that is
+    # SVC-AUTH-7's), so a case-insensitive service is not failed here by chance.
+    other = secret[:-1] + ("0" if secret[-1] != "0" else "1")
     return {
         "wrong": [(SECRET_HEADER, other)],
         "prefix": [(SECRET_HEADER, secret[:-1])],
@@ -142,21 +151,28 @@ def test_svc_auth_3_unfinished_large_body_with_wrong_secret_is_refused_unread(
 def test_svc_auth_4_previous_secret_is_accepted_during_rotation(
     start_service: Callable[..., Running], fake_llm: FakeControl, secret: str
 ) -> None:
+    # Judged by the gate alone: a secret is accepted when the route runs (no 401/403, and
+    # the LLM got the request); what the LLM answered is other requirements' business.
     previous = f"old-{random_secrets.token_urlsafe(24)}"
     rotated = start_service(previous_secret=previous)
     with http_client(rotated.url) as client:
-        for value in (secret, previous):
-            token = fake_llm.behave(reply="rotated fine")
-            response = client.post(
-                "/chatbot/", json={"message": token}, headers={SECRET_HEADER: value}
-            )
-            assert response.status_code == 200, (value == previous, response.text)
-            assert response.json()["reply"] == "rotated fine"
+        for op in PROTECTED:
+            for which, value in (("current", secret), ("previous", previous)):
+                token = new_token()
+                response = _send(client, *op, token, {SECRET_HEADER: value})
+                assert response.status_code not in (401, 403), (
+                    f"{_ids(op)} refused the {which} secret during rotation: "
+                    f"{response.status_code} {response.text[:300]}"
+                )
+                assert fake_llm.requests(token), (
+                    f"{_ids(op)} answered {response.status_code} to the {which} secret "
+                    "but never called the LLM"
+                )
         third = f"other-{random_secrets.token_urlsafe(24)}"
         token = new_token()
-        response = client.post("/chatbot/", json={"message": token}, headers={SECRET_HEADER: third})
+        response = _send(client, "POST", ROUTES["chat"], token, {SECRET_HEADER: third})
         assert_problem(response, 403)
-    assert fake_llm.requests(token) == []
+    assert fake_llm.requests(token) == [], "a secret that is neither current nor previous ran"
 
 
 # -- SVC-AUTH-5 ---------------------------------------------------------------------------------
@@ -243,3 +259,129 @@ def test_svc_auth_6_openapi_declares_the_secret_as_api_key_scheme(
             assert set(alternative) & secret_schemes, (
                 f"{method} {path} can be called without the secret scheme: {requirements}"
             )
+
+
+# -- SVC-AUTH-7 ---------------------------------------------------------------------------------
+# A service of the test's own, with a secret known to hold upper- and lower-case letters (the
+# run's secret is random), so the case tests are deterministic; it also keeps the run's secret
+# out of URLs the service might log (SEC-2 searches the logs for it).
+OWN_SECRET_PREFIX = "CaseMatters-"
+
+
+@pytest.fixture(scope="module")
+def own_secret_service(harness: Harness, fake_llm_server: Fake) -> Iterator[tuple[Running, str]]:
+    """The service started with a secret of this module's own: (the service, its secret)."""
+    own = OWN_SECRET_PREFIX + random_secrets.token_urlsafe(24)
+    running = harness.start_service(fake_llm_server.url + "/v1", secret=own)
+    yield running, own
+    running.process.stop()
+
+
+@pytest.fixture
+def own_client(own_secret_service: tuple[Running, str]) -> Iterator[httpx.Client]:
+    """A client of ``own_secret_service`` that sends no secret of its own."""
+    with http_client(own_secret_service[0].url) as client:
+        yield client
+
+
+QUERY_NAMES = [
+    "secret",
+    "x-internal-secret",
+    "X-Internal-Secret",
+    "x_internal_secret",
+    "token",
+    "api_key",
+]
+
+
+def _elsewhere(secret: str) -> dict[str, tuple[dict[str, str], list[tuple[str, str]]]]:
+    """The right secret everywhere but in ``X-Internal-Secret``: (query params, headers)."""
+    placed: dict[str, tuple[dict[str, str], list[tuple[str, str]]]] = {
+        f"query-{name}": ({name: secret}, []) for name in QUERY_NAMES
+    }
+    placed.update(
+        {
+            f"cookie-{name}": ({}, [("Cookie", f"{name}={secret}")])
+            for name in ("X-Internal-Secret", "secret")
+        }
+    )
+    placed["authorization-bearer"] = ({}, [("Authorization", f"Bearer {secret}")])
+    placed["authorization-bare"] = ({}, [("Authorization", secret)])
+    for name in ("X-Secret", "X-Api-Key", "X_Internal_Secret"):
+        placed[f"header-{name}"] = ({}, [(name, secret)])
+    return placed
+
+
+ELSEWHERE_KINDS = list(_elsewhere("x" * 8))
+
+
+def _flip_first(secret: str, pick: Callable[[str], bool]) -> str:
+    """``secret`` with the case of its first letter that ``pick`` selects flipped."""
+    at = next(i for i, char in enumerate(secret) if char.isascii() and pick(char))
+    return secret[:at] + secret[at].swapcase() + secret[at + 1 :]
+
+
+def _near_misses(secret: str) -> dict[str, str]:
+    """Values that differ from ``secret`` only in letter case, or by a prefix or suffix."""
+    return {
+        "every-letter-case-flipped": secret.swapcase(),
+        "one-upper-case-letter-lowered": _flip_first(secret, str.isupper),
+        "one-lower-case-letter-raised": _flip_first(secret, str.islower),
+        "prefix": f"x{secret}",
+        "prefix-bearer": f"Bearer {secret}",
+        "suffix": f"{secret}x",
+        "suffix-list": f"{secret},x",
+    }
+
+
+NEAR_MISS_KINDS = list(_near_misses(OWN_SECRET_PREFIX))
+
+
+@pytest.mark.req("SVC-AUTH-7")
+@pytest.mark.parametrize("op", PROTECTED, ids=_ids)
+def test_svc_auth_7_the_secret_in_its_header_is_accepted(
+    own_client: httpx.Client,
+    own_secret_service: tuple[Running, str],
+    fake_llm: FakeControl,
+    op: tuple[str, str],
+) -> None:
+    # The control of the tests below: their service does accept its secret in the header.
+    token = new_token()
+    response = _send(own_client, *op, token, {SECRET_HEADER: own_secret_service[1]})
+    assert response.status_code not in (401, 403), (response.status_code, response.text[:300])
+    assert fake_llm.requests(token), f"{_ids(op)} accepted the secret but never called the LLM"
+
+
+@pytest.mark.req("SVC-AUTH-7")
+@pytest.mark.parametrize("kind", ELSEWHERE_KINDS)
+@pytest.mark.parametrize("op", PROTECTED, ids=_ids)
+def test_svc_auth_7_secret_outside_its_header_is_401(
+    own_client: httpx.Client,
+    own_secret_service: tuple[Running, str],
+    fake_llm: FakeControl,
+    op: tuple[str, str],
+    kind: str,
+) -> None:
+    token = new_token()
+    params, headers = _elsewhere(own_secret_service[1])[kind]
+    response = _send(own_client, *op, token, headers, params=params)
+    assert_problem(response, 401)
+    assert fake_llm.requests(token) == [], f"the secret in {kind} was taken: the route ran"
+
+
+@pytest.mark.req("SVC-AUTH-7")
+@pytest.mark.parametrize("kind", NEAR_MISS_KINDS)
+@pytest.mark.parametrize("op", PROTECTED, ids=_ids)
+def test_svc_auth_7_secret_differing_in_case_prefix_or_suffix_is_403(
+    own_client: httpx.Client,
+    own_secret_service: tuple[Running, str],
+    fake_llm: FakeControl,
+    op: tuple[str, str],
+    kind: str,
+) -> None:
+    token = new_token()
+    value = _near_misses(own_secret_service[1])[kind]
+    assert value != own_secret_service[1]
+    response = _send(own_client, *op, token, [(SECRET_HEADER, value)])
+    assert_problem(response, 403)
+    assert fake_llm.requests(token) == [], f"a {kind} of the secret was accepted: the route ran"
