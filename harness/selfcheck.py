@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from .plug import PlugError, load_plug
-from .system import REPO
+from .runner import SUITES_ROOT, run_suites
 
-DEFAULT_VARIANTS = sorted((REPO / "implementation" / "broken").glob("*.toml"))
+DEFAULT_VARIANTS = sorted((SUITES_ROOT / "implementation" / "broken").glob("*.toml"))
 
 
 def check_variant(path: Path, report_root: Path) -> tuple[bool, str]:
@@ -31,26 +30,13 @@ def check_variant(path: Path, report_root: Path) -> tuple[bool, str]:
         return False, f"{path.name}: a broken variant must declare `breaks` and `suites`"
     report_dir = report_root / path.stem
     selector = " or ".join(rid.lower().replace("-", "_") for rid in plug.breaks)
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *plug.suites,
-        "--impl",
-        str(path),
-        "--report-dir",
-        str(report_dir),
-        "-k",
-        selector,
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--no-header",
-        "-o",
-        "addopts=--strict-markers",
-    ]
-    result = subprocess.run(
-        argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=900
+    result = run_suites(
+        plug.suites,
+        impl=path,
+        report_dir=report_dir,
+        extra=["-k", selector, "-q", "--no-header", "-o", "addopts=--strict-markers"],
+        capture=True,
+        timeout=900,
     )
     if result.returncode == 0:
         return False, f"{path.name}: the suite PASSED against a variant that breaks {plug.breaks}"
@@ -75,12 +61,14 @@ def check_variant(path: Path, report_root: Path) -> tuple[bool, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="*", type=Path, default=DEFAULT_VARIANTS)
-    parser.add_argument("--report-dir", type=Path, default=REPO / "reports" / "selfcheck")
+    parser.add_argument("variants", nargs="*", type=Path)
+    parser.add_argument("--report-dir", type=Path, default=Path("reports") / "selfcheck")
     args = parser.parse_args(argv)
-    if len(args.variants) < 3:
-        print(f"selfcheck: need at least 3 broken variants, found {len(args.variants)}")
+    # The reference's own variants by default; so few of them means they went missing.
+    if not args.variants and len(DEFAULT_VARIANTS) < 3:
+        print(f"selfcheck: need at least 3 broken variants, found {len(DEFAULT_VARIANTS)}")
         return 2
+    args.variants = args.variants or DEFAULT_VARIANTS
     ok = True
     for path in args.variants:
         try:
