@@ -158,6 +158,11 @@ GATEWAY_FAST_PATH = env_bool("GATEWAY_FAST_PATH", True)
 # The seed's old sync views at /api/legacy/ (apps/chatbot/views.py): off unless
 # asked for; on, they keep the async routes' limits and header rules.
 GATEWAY_LEGACY_VIEWS = env_bool("GATEWAY_LEGACY_VIEWS", False)
+# Serve every proxied JSON and stream route (/api/chat/, /api/quiz/generate/, ...)
+# with that same sync view instead of its async one (lamla/urls.py); uploads keep
+# their async view. Off by default: the seed's sync deployment (lamla/wsgi.py under
+# gunicorn), judged by the suites beside the async gateway (legacy_views.toml).
+GATEWAY_SYNC_VIEWS = env_bool("GATEWAY_SYNC_VIEWS", False)
 # How long the fast path trusts a verified session (seconds): logout in this
 # process revokes at once, elsewhere (another worker) within this delay.
 GATEWAY_SESSION_CACHE_TTL = env_float("GATEWAY_SESSION_CACHE_TTL", 5.0)

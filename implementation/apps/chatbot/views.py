@@ -2,7 +2,10 @@
 
 Routed only when GATEWAY_LEGACY_VIEWS is on (apps/chatbot/legacy_urls.py), for
 backward compatibility and as the perf baseline ``legacy-sync`` (gunicorn,
-lamla/wsgi.py). They keep the async routes' rules: the same per-user limits
+lamla/wsgi.py). With GATEWAY_SYNC_VIEWS on, ``legacy_view()`` also serves every
+proxied JSON and stream route (/api/chat/, /api/quiz/generate/, ...; lamla/urls.py),
+so the suites judge the seed's sync deployment on the standard routes
+(legacy_views.toml). They keep the async routes' rules: the same per-user limits
 (``admit_sync``), the same headers both ways and the same answers (gateway/proxy/),
 but each request blocks a thread for the whole service call. The stream is a sync
 iterator under WSGI; under ASGI it is pulled chunk by chunk in a worker thread,
@@ -40,6 +43,10 @@ from gateway.request_id import get_request_id
 from gateway.routes import ProxyRoute, routes_of
 from gateway.upstream.client import client_options
 
+#: The longest response header name or value taken from the service; a longer one is a
+#: 502 (FAULT-4), as for the async views, whose transport (aiohttp) refuses it there.
+MAX_HEADER_FIELD = 8190
+
 _lock = threading.Lock()
 _client: httpx.Client | None = None
 
@@ -54,7 +61,7 @@ def get_sync_client() -> httpx.Client:
 
 
 def legacy_view(route: ProxyRoute) -> Callable[[HttpRequest], HttpResponseBase]:
-    """The sync view serving the legacy ``route`` (a JSON or a stream route)."""
+    """The sync view serving ``route``, a JSON or a stream route (never an upload: JSON only)."""
 
     @api_view(methods=["POST"], login=True)
     def view(request: HttpRequest) -> HttpResponseBase:
@@ -83,6 +90,10 @@ def _proxy(request: HttpRequest, route: ProxyRoute) -> HttpResponseBase:
             return upstream
         path, request_id = route.upstream, get_request_id(request)
         try:
+            if _oversized_header(upstream):
+                return bad_upstream_answer(
+                    path=path, request_id=request_id, reason="a response header over 8 KiB"
+                )
             if not upstream.is_success:
                 return _error(upstream, path, request_id)
             if not route.stream:
@@ -130,6 +141,14 @@ def _send(request: HttpRequest, route: ProxyRoute, body: bytes) -> httpx.Respons
         return client.send(outgoing, stream=True)
     except httpx.HTTPError as exc:
         return transport_failure(exc, path=route.upstream, request_id=request_id)
+
+
+def _oversized_header(upstream: httpx.Response) -> bool:
+    """Whether a header of ``upstream`` is longer than the async views' transport takes."""
+    return any(
+        len(name) > MAX_HEADER_FIELD or len(value) > MAX_HEADER_FIELD
+        for name, value in upstream.headers.raw
+    )
 
 
 def _read_bounded(upstream: httpx.Response, limit: int) -> bytes | None:
