@@ -51,6 +51,12 @@ class Running:
             not_configurable(self.component, [name])
         return self.knobs[name]
 
+    def require(self, **wanted: str) -> None:
+        """Stop the test as "not configurable" unless these knobs have these values here."""
+        off = [name for name, value in wanted.items() if self.knobs.get(name) != value]
+        if off:
+            not_configurable(self.component, off)
+
 
 @dataclass
 class Fake:

@@ -436,9 +436,6 @@ CASES: dict[str, Case] = {
     ),
     "unknown-api-path-404": Case(404, lambda _, user_client, *__: user_client.get("/api/nope/")),
     "unknown-path-404": Case(404, lambda anon, *_: anon.get("/no-such-page/")),
-    "bad-host-400": Case(
-        400, lambda anon, *_: anon.get("/api/health/", headers={"Host": "evil.example"})
-    ),
     "chat-get-405": Case(405, lambda _, user_client, *__: user_client.get(CHAT.path)),
     "chat-invalid-json-400": Case(
         400,

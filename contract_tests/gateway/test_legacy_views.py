@@ -86,8 +86,13 @@ def alice_legacy(
 @pytest.mark.req("GW-LEGACY-1")
 @pytest.mark.parametrize("legacy", LEGACY, ids=str)
 def test_gw_legacy_1_legacy_routes_are_not_served_unless_enabled(
-    alice_client: httpx.Client, fake_service: FakeControl, secret: str, legacy: ProxiedRoute
+    gateway: Running,
+    alice_client: httpx.Client,
+    fake_service: FakeControl,
+    secret: str,
+    legacy: ProxiedRoute,
 ) -> None:
+    gateway.require(legacy_views="0")  # the session gateway runs with the legacy routes off
     token = fake_service.behave()
     problem(legacy.call(alice_client, token), 404, secret)
     assert_not_contacted(fake_service, token)

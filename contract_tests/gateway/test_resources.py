@@ -347,9 +347,11 @@ def gateway_upstream_ports(gateway: Running, fake: FakeControl) -> set[int]:
     sockets show what it did.
     """
     fake_port = int(fake.url.rsplit(":", 1)[1])
-    return {
+    top = psutil.Process(gateway.process.pid)
+    return {  # the workers' sockets too, when the gateway is a process tree (gunicorn)
         conn.laddr.port
-        for conn in psutil.Process(gateway.process.pid).net_connections("tcp")
+        for process in (top, *top.children(recursive=True))
+        for conn in process.net_connections("tcp")
         if conn.raddr and conn.raddr.port == fake_port and conn.status == psutil.CONN_ESTABLISHED
     }
 

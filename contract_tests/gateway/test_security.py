@@ -255,7 +255,7 @@ def _bad_login(client: httpx.Client, fake: FakeControl) -> httpx.Response:
         return anon.post("/api/auth/login/", json={"username": "alice", "password": "wrong"})
 
 
-def _bad_host(client: httpx.Client, fake: FakeControl) -> httpx.Response:
+def _unknown_host(client: httpx.Client, fake: FakeControl) -> httpx.Response:
     return client.get("/api/health/", headers={"Host": "evil.example"})
 
 
@@ -263,8 +263,10 @@ def _mid_stream_error(client: httpx.Client, fake: FakeControl) -> httpx.Response
     return STREAM.call(client, fake.behave(events=3, error_after=1, times=1))
 
 
-#: (id, expected status, request) of responses of every kind.
-SECURITY_CASES: list[tuple[str, int, Callable[[httpx.Client, FakeControl], httpx.Response]]] = [
+#: (id, expected status or None for any, request) of responses of every kind.
+SECURITY_CASES: list[
+    tuple[str, int | None, Callable[[httpx.Client, FakeControl], httpx.Response]]
+] = [
     *((f"{each}-200", 200, _ok(each)) for each in proxied_routes()),
     ("stream-error-event", 200, _mid_stream_error),
     ("health", 200, lambda c, f: c.get("/api/health/")),
@@ -274,7 +276,9 @@ SECURITY_CASES: list[tuple[str, int, Callable[[httpx.Client, FakeControl], httpx
     ("anonymous-401", 401, _anonymous),
     ("csrf-403", 403, _no_csrf),
     ("invalid-json-400", 400, lambda c, f: c.post(CHAT.path, content=b"{", headers=_json())),
-    ("bad-host-400", 400, _bad_host),
+    # No requirement makes the gateway check Host (Django refuses one not in ALLOWED_HOSTS
+    # with 400, another gateway may serve it): whatever it answers carries the headers.
+    ("unknown-host", None, _unknown_host),
     ("404", 404, lambda c, f: c.get("/api/no-such-route/")),
     ("405", 405, lambda c, f: c.get(CHAT.path)),
     ("json-413", 413, _json_too_large),
@@ -301,10 +305,11 @@ def test_sec_3_every_response_carries_nosniff_and_frame_deny(
     alice_client: httpx.Client,
     fake_service: FakeControl,
     secret: str,
-    status: int,
+    status: int | None,
     send: Callable[[httpx.Client, FakeControl], httpx.Response],
 ) -> None:
     response = send(alice_client, fake_service)
+    status = status or response.status_code  # None: any answer will do
     if status >= 400:
         problem(response, status, secret)
     else:
