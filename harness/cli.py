@@ -70,9 +70,9 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     except PlugError as exc:
         print(f"proxy-contract: {exc}", file=sys.stderr)
         return 2
-    suite = SUITES[args.suite]
-    print(f"proxy-contract: {SUITES_ROOT / suite} against {args.plug}", flush=True)
-    result = run_suites([suite], impl=args.plug, report_dir=args.report_dir, extra=pytest_args)
+    suites = SUITES[args.suite]
+    print(f"proxy-contract: {', '.join(suites)} ({SUITES_ROOT}) against {args.plug}", flush=True)
+    result = run_suites(suites, impl=args.plug, report_dir=args.report_dir, extra=pytest_args)
     return result.returncode
 
 

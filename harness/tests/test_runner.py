@@ -58,3 +58,21 @@ def test_a_missing_plug_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> 
 def test_only_run_passes_arguments_on_to_pytest() -> None:
     with pytest.raises(SystemExit):
         cli.main(["requirements", "--", "-k", "x"])
+
+
+def test_run_starts_the_named_suites_against_the_plug_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: dict[str, object] = {}
+
+    def run_suites(suites: tuple[str, ...], **kwargs: object) -> object:
+        started.update(suites=suites, **kwargs)
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(cli, "run_suites", run_suites)
+    plug = SUITES_ROOT / "implementation" / "django_path.toml"
+    assert cli.main(["run", str(plug), "--suite", "gateway", "--", "-k", "gw_proxy_3"]) == 0
+    assert started["suites"] == SUITES["gateway"]
+    assert started["impl"] == plug
+    assert started["extra"] == ["-k", "gw_proxy_3"]
+    assert "contract_tests/gateway" in capsys.readouterr().out
