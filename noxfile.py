@@ -14,7 +14,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "unit", "contract", "selfcheck", "fuzz", "perf", "soak"]
+nox.options.sessions = ["lint", "unit", "contract", "report", "selfcheck", "fuzz", "perf", "soak"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -56,11 +56,29 @@ def unit(session: nox.Session) -> None:
     run_pytest(session, "implementation/tests", "fakes/tests", "harness/tests", junit="unit")
 
 
+#: The reference's other gateway path: `nox -s contract` runs the gateway suites against it too.
+DJANGO_PATH = "implementation/django_path.toml"
+
+
 @nox.session
 def contract(session: nox.Session) -> None:
-    """The contract suites over real HTTP (pass `-- --impl other.toml` for your implementation)."""
+    """The contract suites over real HTTP (pass `-- --impl other.toml` for your implementation).
+
+    Without posargs it also runs the gateway suites against the reference with its ASGI
+    fast path off (implementation/django_path.toml), so either path breaking a
+    requirement fails the session.
+    """
     install_groups(session, "implementation", "test")
     run_pytest(session, "contract_tests", junit="contract")
+    if not session.posargs:
+        # Through the installed `proxy-contract` command: proves the package carries the
+        # suites, the fakes and the spec, and runs them from outside the checkout.
+        session.install(".")
+        junit = Path("reports/contract-django-path.xml").resolve()
+        session.run(
+            "proxy-contract", "run", DJANGO_PATH, "--suite", "gateway",
+            "--report-dir", "reports/django-path", "--", f"--junitxml={junit}",
+        )  # fmt: skip
 
 
 @nox.session
@@ -68,6 +86,43 @@ def selfcheck(session: nox.Session) -> None:
     """Prove the suites can fail: each deliberately broken variant must be rejected."""
     install_groups(session, "implementation", "test")
     session.run("python", "-m", "harness.selfcheck", *session.posargs)
+
+
+#: The columns `nox -s report` shows by default: plug file -> where `nox -s contract` left its
+#: result (reused when there; else the report runs it), or None (the report runs it).
+REPORT_COLUMNS = {
+    "implementation/implementation.toml": "reports",
+    DJANGO_PATH: "reports/django-path",
+    "implementation/legacy_views.toml": None,
+    "examples/starlette_gateway/plug.toml": None,
+}
+MATRIX_OUT = "reports/matrix"
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Implementations side by side, reports/matrix/: `-- a.toml b.toml [-- pytest args]`.
+
+    Without plug files: the reference and its Django path (the results `nox -s contract`
+    left, when there), the seed's sync views and the Starlette gateway (their gateway
+    suites; they reuse the reference service, judged in the reference's column).
+    """
+    install_groups(session, "implementation", "test")
+    args = list(session.posargs)
+    ours = args[: args.index("--")] if "--" in args else args
+    if any(arg.endswith(".toml") for arg in ours):
+        session.run("python", "-m", "harness.matrix", "run", "--out", MATRIX_OUT, *args)
+        return
+    columns = []
+    for plug, previous in REPORT_COLUMNS.items():
+        if previous and Path(previous, "contract.json").is_file():
+            columns.append(previous)
+            continue
+        suite = "contract" if previous else "gateway"  # harness/runner.py SUITES
+        out = f"{MATRIX_OUT}/runs"
+        session.run("python", "-m", "harness.matrix", "run", "--out", out, "--suite", suite, plug)
+        columns.append(f"{out}/{Path(plug).stem}")  # harness.matrix: one directory per stem
+    session.run("python", "-m", "harness.matrix", "render", "--out", MATRIX_OUT, *columns)
 
 
 @nox.session
