@@ -34,6 +34,7 @@ from contract_tests.gateway.conftest import (
 )
 from harness.client import Session
 from harness.fakes import FakeControl
+from harness.knobs import not_configurable
 from harness.processes import LOOPBACK
 from harness.spec import ProxiedRoute, proxied_routes, route
 from harness.system import Running, User
@@ -336,37 +337,55 @@ def open_stream(client: httpx.Client, token: str) -> httpx.Response:
     return client.send(STREAM.build(client, token), stream=True)
 
 
+#: The cap LIMIT-3's tests ask for, and the largest fixed cap they hold streams open against.
+STREAM_CAP = "2"
+MAX_TESTED_CAP = 16
+
+
 @pytest.fixture
 def streams_gateway(start_gateway: Callable[..., Running]) -> Running:
-    return start_gateway(max_streams_per_user="2", read_timeout="30")
+    """A gateway with a cap of 2 streams per user, or its own fixed cap (the tests adapt)."""
+    running = start_gateway(
+        max_streams_per_user=STREAM_CAP, read_timeout="30", adapt=("max_streams_per_user",)
+    )
+    if int(running.knob("max_streams_per_user")) > MAX_TESTED_CAP:
+        not_configurable(running.component, ["max_streams_per_user"])
+    return running
+
+
+def stream_cap(running: Running) -> int:
+    return int(running.knob("max_streams_per_user"))
 
 
 @pytest.mark.req("LIMIT-3")
-def test_limit_3_third_stream_of_a_user_is_refused_and_a_finished_stream_frees_its_slot(
+def test_limit_3_stream_past_the_cap_is_refused_and_a_finished_stream_frees_its_slot(
     streams_gateway: Running, alice: User, bob: User, fake_service: FakeControl, secret: str
 ) -> None:
+    cap = stream_cap(streams_gateway)
     alice_session = Session.of(streams_gateway.url, alice)
     bob_session = Session.of(streams_gateway.url, bob)
     holder = fake_service.behave(events=2, hold_after=1)
     with alice_session.client() as client, bob_session.client() as bob_client:
-        held = [open_stream(client, f"{holder} #{n}") for n in range(2)]
+        held: list[httpx.Response] = []
         try:
-            assert [r.status_code for r in held] == [200, 200]
-            fake_service.wait_for(lambda records: len(records) == 2, match=holder)
+            for n in range(cap):
+                held.append(open_stream(client, f"{holder} #{n}"))
+            assert [r.status_code for r in held] == [200] * cap
+            fake_service.wait_for(lambda records: len(records) == cap, match=holder)
 
-            third = fake_service.behave()
-            assert_refused_429(STREAM.call(client, third), secret)
-            assert_not_contacted(fake_service, third)
+            over = fake_service.behave()
+            assert_refused_429(STREAM.call(client, over), secret)
+            assert_not_contacted(fake_service, over)
             # Bob has slots of his own.
             assert_full_stream(STREAM.call(bob_client, fake_service.behave()))
 
-            fake_service.release(holder, count=2)
+            fake_service.release(holder, count=cap)
             for response in held:
                 assert_full_stream(_read(response))
         finally:
             for response in held:
                 response.close()
-        # Both streams ended: both slots are free again.
+        # Every stream ended: every slot is free again.
         poll_stream_until_accepted(client, STREAM, fake_service.behave())
         assert_full_stream(STREAM.call(client, fake_service.behave()))
 
@@ -380,25 +399,27 @@ def _read(response: httpx.Response) -> httpx.Response:
 def test_limit_3_a_client_that_leaves_frees_its_stream_slot(
     streams_gateway: Running, alice: User, fake_service: FakeControl, secret: str
 ) -> None:
+    cap = stream_cap(streams_gateway)
     session = Session.of(streams_gateway.url, alice)
     holder = fake_service.behave(events=3, hold_after=1)  # never released
     body = json.dumps({"message": f"hello {holder}"}).encode()
-    with (
-        RawRequest.to_gateway(session, STREAM.path, body) as first,
-        RawRequest.to_gateway(session, STREAM.path, body) as second,
-        session.client() as client,
-    ):
-        for browser in (first, second):
+    with contextlib.ExitStack() as stack, session.client() as client:
+        browsers = [
+            stack.enter_context(RawRequest.to_gateway(session, STREAM.path, body))
+            for _ in range(cap)
+        ]
+        for browser in browsers:
             assert browser.read_events(1)[0].event == "token"
         assert_refused_429(STREAM.call(client, fake_service.behave()), secret)
-        first.abort()
+        browsers[0].abort()
         # A slot comes free once the gateway notices the client left.
         poll_stream_until_accepted(client, STREAM, fake_service.behave())
-        with RawRequest.to_gateway(session, STREAM.path, body) as third:
-            assert third.read_events(1)[0].event == "token"
-            assert_refused_429(STREAM.call(client, fake_service.behave()), secret)
-            second.abort()
-            poll_stream_until_accepted(client, STREAM, fake_service.behave())
+        replacement = stack.enter_context(RawRequest.to_gateway(session, STREAM.path, body))
+        assert replacement.read_events(1)[0].event == "token"
+        assert_refused_429(STREAM.call(client, fake_service.behave()), secret)
+        still_open = [*browsers[1:], replacement]
+        still_open[0].abort()
+        poll_stream_until_accepted(client, STREAM, fake_service.behave())
 
 
 # -- LIMIT-4 --------------------------------------------------------------------------------------
