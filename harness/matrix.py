@@ -451,7 +451,9 @@ def pytest_argv(
     Test paths in ``extra`` are relative to the repository (the suites' root).
     """
     suites = [] if any(_is_test_path(arg) for arg in extra) else list(SUITES[suite])
-    return pytest_command(suites, impl=plug, report_dir=result_dir, extra=["-q", *extra])
+    return pytest_command(
+        suites, impl=plug, report_dir=result_dir, extra=["-q", "--durations=15", *extra]
+    )
 
 
 def _is_test_path(arg: str) -> bool:

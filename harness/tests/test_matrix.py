@@ -276,7 +276,7 @@ def test_pytest_runs_every_contract_suite_unless_the_extra_args_name_tests(tmp_p
     plug, out = tmp_path / "impl.toml", tmp_path / "impl"
     everything = pytest_argv(plug, out, ["-k", "gw_proxy_3"])
     assert everything[3] == str(ROOT / "contract_tests")
-    assert everything[-3:] == ["-q", "-k", "gw_proxy_3"]
+    assert everything[-4:] == ["-q", "--durations=15", "-k", "gw_proxy_3"]
     assert everything[everything.index("--impl") + 1] == str(plug)
     assert everything[everything.index("--report-dir") + 1] == str(out)
 
