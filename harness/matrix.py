@@ -425,8 +425,8 @@ def load_result(result_dir: Path) -> dict[str, Any]:
         result["error"] = f"{display_path(result_dir / 'contract.json')}: {exc}"
     result["summary"] = summary
     result["name"] = result.get("name") or (summary or {}).get("implementation") or result_dir.name
-    if summary is not None:
-        result.setdefault("plug", summary.get("plug"))
+    if summary is not None and summary.get("plug"):
+        result.setdefault("plug", display_path(Path(summary["plug"])))  # relative when ours
     return result
 
 
