@@ -1,16 +1,15 @@
 """Knobs: the settings a test may need to turn, and what an implementation offers of each.
 
 A component *honours* a knob when its plug file uses the knob's placeholder
-(``{pool_timeout}``); it has a *fixed* value when its ``fixed`` table says so
-(``fixed = { max_keepalive = "100" }``). A test that needs a knob at a value the
-implementation cannot take is reported "not configurable: <knob>" (never a
-behaviour failure, never a silent pass), and the run's report counts its
-requirement as unproven.
+(``{pool_timeout}``, see ``Component.placeholders``); it has a *fixed* value when
+its ``fixed`` table says so (``fixed = { max_keepalive = "100" }``). A test that
+needs a knob at a value the implementation cannot take is reported "not
+configurable: <knob>" (never a behaviour failure, never a silent pass), and the
+run's report counts its requirement as unproven.
 """
 
 from __future__ import annotations
 
-import string
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -50,19 +49,9 @@ KNOBS = frozenset(SERVICE_KNOBS) | frozenset(GATEWAY_KNOBS)
 NOT_CONFIGURABLE = "not configurable: "
 
 
-def placeholders_used(component: Component) -> frozenset[str]:
-    """The placeholder names ``component``'s command, env, setup and create_user use."""
-    texts = [*component.command, *component.env.values()]
-    texts += [part for command in component.setup for part in command]
-    texts += list(component.create_user or ())
-    return frozenset(
-        name for text in texts for _, name, _, _ in string.Formatter().parse(text) if name
-    )
-
-
 def effective(component: Component, knob: str, wanted: str) -> str | None:
     """The value ``knob`` has when a test asks for ``wanted``; None if nobody can tell."""
-    if knob in placeholders_used(component):
+    if knob in component.placeholders:
         return wanted
     return component.fixed.get(knob)
 

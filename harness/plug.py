@@ -8,6 +8,7 @@ plug file is plugging in *their* implementation and needs to know which key is w
 from __future__ import annotations
 
 import difflib
+import functools
 import string
 import tomllib
 from collections.abc import Collection, Mapping
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.knobs import KNOBS, placeholders_used
+from harness.knobs import KNOBS
 from harness.spec import route
 
 #: Every placeholder a plug file may use and what the harness puts there (harness/README.md
@@ -104,6 +105,25 @@ class Component:
     upstream_http_version: str = "1.1"
     #: Knobs it does not let you set, with the value they always have (harness/knobs.py).
     fixed: Mapping[str, str] = field(default_factory=dict)
+
+    def templates(self) -> list[tuple[str, str]]:
+        """Every string the harness fills in, with the key it stands under (for messages)."""
+        where = f"[{self.name}]"
+        found = [(f"{where}.command", text) for text in self.command]
+        found += [(f"{where}.env.{key}", text) for key, text in self.env.items()]
+        found += [(f"{where}.setup", text) for command in self.setup for text in command]
+        found += [(f"{where}.create_user", text) for text in self.create_user or ()]
+        return found
+
+    @functools.cached_property
+    def placeholders(self) -> frozenset[str]:
+        """The placeholder names it uses; the knobs among them are those it honours."""
+        return frozenset(
+            name
+            for _, text in self.templates()
+            for _, name, _, _ in string.Formatter().parse(text)
+            if name
+        )
 
 
 @dataclass(frozen=True)
@@ -344,11 +364,7 @@ def _fixed(section: dict[str, Any], label: str, where: str) -> dict[str, str]:
 def _check_placeholders(component: Component, label: str) -> None:
     """Fail early, with the key's name, on a placeholder the harness does not know."""
     where = f"[{component.name}]"
-    parts: list[tuple[str, str]] = [(f"{where}.command", s) for s in component.command]
-    parts += [(f"{where}.env.{k}", v) for k, v in component.env.items()]
-    parts += [(f"{where}.setup", s) for cmd in component.setup for s in cmd]
-    parts += [(f"{where}.create_user", s) for s in component.create_user or ()]
-    for key, text in parts:
+    for key, text in component.templates():
         try:
             names = [n for _, n, _, _ in string.Formatter().parse(text) if n is not None]
         except ValueError as exc:
@@ -360,7 +376,7 @@ def _check_placeholders(component: Component, label: str) -> None:
                 raise PlugError(f"{label}: {key}: unknown placeholder {{{n}}}{extra}")
             if n in ("username", "password") and not key.endswith("create_user"):
                 raise PlugError(f"{label}: {key}: {{{n}}} is only available in create_user")
-    if clash := sorted(placeholders_used(component) & component.fixed.keys()):
+    if clash := sorted(component.placeholders & component.fixed.keys()):
         raise PlugError(f"{label}: {where}.fixed.{clash[0]}: the component uses {{{clash[0]}}} too")
 
 

@@ -11,7 +11,6 @@ from harness.knobs import (
     NOT_CONFIGURABLE,
     SERVICE_KNOBS,
     effective,
-    placeholders_used,
     require,
 )
 from harness.plug import Component, PlugError, load_plug
@@ -36,7 +35,7 @@ def not_configurable(call: object) -> str:
 
 
 def test_a_knob_is_honoured_when_its_placeholder_is_used() -> None:
-    assert {"pool_timeout", "chat_rate", "port", "service_url"} <= placeholders_used(GATEWAY)
+    assert {"pool_timeout", "chat_rate", "port", "service_url"} <= GATEWAY.placeholders
     assert effective(GATEWAY, "pool_timeout", "1") == "1"
 
 
@@ -69,8 +68,8 @@ def test_a_knob_neither_honoured_nor_fixed_is_not_configurable_even_when_adaptin
 
 def test_the_reference_honours_every_knob() -> None:
     plug = load_plug(REPO / "implementation" / "implementation.toml")
-    assert set(SERVICE_KNOBS) <= placeholders_used(plug.service)
-    assert set(GATEWAY_KNOBS) <= placeholders_used(plug.gateway)
+    assert set(SERVICE_KNOBS) <= plug.service.placeholders
+    assert set(GATEWAY_KNOBS) <= plug.gateway.placeholders
 
 
 BASE = """
