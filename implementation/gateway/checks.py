@@ -17,7 +17,6 @@ from gateway.routes import rate_buckets, rate_setting
 from gateway.upstream import aiohttp_compat
 
 TAG = "lamla"
-SERVICE_KEEPALIVE_TIMEOUT = 5.0  # uvicorn's default --timeout-keep-alive
 
 
 def check_fastapi_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -43,12 +42,13 @@ def check_fastapi_secret(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 def check_client_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
-    if settings.SERVICE_KEEPALIVE_EXPIRY >= SERVICE_KEEPALIVE_TIMEOUT:
+    if settings.SERVICE_KEEPALIVE_EXPIRY >= settings.SERVICE_KEEPALIVE_TIMEOUT:
         messages.append(
             checks.Warning(
-                f"SERVICE_KEEPALIVE_EXPIRY={settings.SERVICE_KEEPALIVE_EXPIRY} is not below the "
-                f"service's {SERVICE_KEEPALIVE_TIMEOUT:g} s keep-alive timeout: idle connections "
-                "may be reused as the service closes them",
+                f"SERVICE_KEEPALIVE_EXPIRY={settings.SERVICE_KEEPALIVE_EXPIRY:g} is not below the "
+                f"service's keep-alive timeout (SERVICE_KEEPALIVE_TIMEOUT="
+                f"{settings.SERVICE_KEEPALIVE_TIMEOUT:g}): idle connections may be reused as "
+                "the service closes them",
                 id="lamla.W001",
             )
         )

@@ -1,11 +1,13 @@
 """Per-user limits checked before a request reaches the service (LIMIT-3, LIMIT-4).
 
-Rate limits: a fixed window per route's bucket (gateway/routes.py), counted
-with one atomic ``incr`` in Django's cache (shared across workers when the
-cache is); streams: at most GATEWAY_MAX_STREAMS_PER_USER open per user in
-this worker. The README ("A hostile world") explains both choices.
-``admit`` serves the async routes; ``admit_sync`` the seed's sync views
-(apps/chatbot/views.py), with the same counters and slots.
+Rate limits: a fixed window per route's bucket (gateway/routes.py); streams: at
+most GATEWAY_MAX_STREAMS_PER_USER open per user. With REDIS_URL both hold across
+every worker and host (gateway/state/: one round trip, stream slots as leases);
+without it, or while Redis is away, each worker counts on its own: the rate with
+one atomic ``incr`` in Django's cache, the streams in this process (CLUSTER-7).
+The README ("A hostile world") explains both choices. ``admit`` serves the async
+routes; ``admit_sync`` the seed's sync views (apps/chatbot/views.py), which keep
+the per-worker counters.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
@@ -26,6 +28,9 @@ from django.http import HttpResponseBase
 
 from gateway.problems import problem
 from gateway.routes import ProxyRoute
+from gateway.state.admission import Decision, Verdict
+from gateway.state.connection import REDIS_ERRORS
+from gateway.state.shared import shared_state
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*([smhd])\s*")
@@ -177,35 +182,88 @@ def reset_rate_limiter(**kwargs: Any) -> None:
     _limiter = None
 
 
-async def admit(route: ProxyRoute, user_id: object) -> tuple[HttpResponseBase | None, Slot | None]:
-    """(429 response, None) when a limit refuses the request, else (None, its stream slot).
+class Releasable(Protocol):
+    def release(self) -> None: ...
+
+
+#: (429 response, None) when a limit refuses the request, else (None, its stream slot or None).
+Admission = tuple[HttpResponseBase | None, Releasable | None]
+
+
+async def admit(
+    route: ProxyRoute, user_id: object, *, session_key: str | None = None
+) -> Admission | None:
+    """The request's admission; None (only with ``session_key``) when Django must decide.
 
     The rate is counted first, so a user hammering while at the stream limit
     uses up their rate too. The caller releases the slot when the stream ends.
+    ``session_key`` is a session the caller trusts from a cache (the fast path):
+    with shared state it is checked against cluster-wide revocations in the same
+    round trip, and None means it ended, or cannot be checked while Redis is
+    away: the database decides (CLUSTER-3, CLUSTER-7).
     """
     rate = parse_rate(getattr(settings, route.rate_setting))
+    shared = shared_state()
+    if shared is not None:
+        if shared.link.available:
+            stream_limit = settings.GATEWAY_MAX_STREAMS_PER_USER if route.stream else None
+            try:
+                decision = await shared.limits.admit(
+                    bucket=route.bucket,
+                    user_id=user_id,
+                    count=rate.count,
+                    period=rate.period,
+                    stream_limit=stream_limit,
+                    session_key=session_key,
+                )
+            except REDIS_ERRORS as exc:
+                shared.link.failed(exc)
+            else:
+                shared.link.succeeded()
+                return _shared_admission(route, decision)
+        if session_key is not None:
+            return None
     return _decide(route, user_id, await rate_limiter().hit(route.bucket, user_id, rate))
 
 
-def admit_sync(route: ProxyRoute, user_id: object) -> tuple[HttpResponseBase | None, Slot | None]:
-    """``admit`` for sync views (the seed's legacy views): same counters, same slots."""
+def _shared_admission(route: ProxyRoute, decision: Decision) -> Admission | None:
+    if decision.verdict is Verdict.REVOKED:
+        return None
+    if decision.verdict is Verdict.RATE:
+        return _rate_refusal(route, decision.retry_after), None
+    if decision.verdict is Verdict.STREAMS:
+        return _streams_refusal(), None
+    return None, decision.lease
+
+
+def admit_sync(route: ProxyRoute, user_id: object) -> Admission:
+    """``admit`` for sync views (the seed's legacy views): the per-worker counters and slots.
+
+    They are never shared through Redis: a sync worker has no event loop to renew leases on.
+    """
     rate = parse_rate(getattr(settings, route.rate_setting))
     return _decide(route, user_id, rate_limiter().hit_sync(route.bucket, user_id, rate))
 
 
-def _decide(
-    route: ProxyRoute, user_id: object, retry: int | None
-) -> tuple[HttpResponseBase | None, Slot | None]:
+def _decide(route: ProxyRoute, user_id: object, retry: int | None) -> Admission:
     """The rest of an admission once the rate is counted (``retry``: what ``hit`` said)."""
     if retry is not None:
-        return too_many(f"Too many {route.bucket} requests: try again in {retry} s.", retry), None
+        return _rate_refusal(route, retry), None
     if not route.stream:
         return None, None
-    limit = settings.GATEWAY_MAX_STREAMS_PER_USER
-    slot = stream_slots.acquire(user_id, limit)
+    slot = stream_slots.acquire(user_id, settings.GATEWAY_MAX_STREAMS_PER_USER)
     if slot is None:
-        return too_many(f"You already have {limit} streams open: close one first.", 1), None
+        return _streams_refusal(), None
     return None, slot
+
+
+def _rate_refusal(route: ProxyRoute, retry: int) -> HttpResponseBase:
+    return too_many(f"Too many {route.bucket} requests: try again in {retry} s.", retry)
+
+
+def _streams_refusal() -> HttpResponseBase:
+    limit = settings.GATEWAY_MAX_STREAMS_PER_USER
+    return too_many(f"You already have {limit} streams open: close one first.", 1)
 
 
 def too_many(detail: str, retry_after: int) -> HttpResponseBase:

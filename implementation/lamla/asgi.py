@@ -26,6 +26,7 @@ from gateway.asgi.lifespan import LifespanApp  # noqa: E402
 from gateway.asgi.types import ASGIApp  # noqa: E402
 from gateway.checks import raise_for_errors  # noqa: E402
 from gateway.routes import served  # noqa: E402
+from gateway.state.shared import shared_state  # noqa: E402
 from gateway.upstream.client import aclose_clients  # noqa: E402  (needs the app registry)
 
 
@@ -33,6 +34,13 @@ async def _startup() -> None:
     raise_for_errors()
     if settings.GATEWAY_GC_TUNING:
         tune_gc()
+
+
+async def _shutdown() -> None:
+    await aclose_clients()
+    shared = shared_state()
+    if shared is not None:
+        await shared.aclose()  # gives back the leases of streams still open
 
 
 def _body_limits(app: ASGIApp) -> BodyLimit:
@@ -49,5 +57,5 @@ application = LifespanApp(
         settings.GATEWAY_TRUSTED_PROXIES,
     ),
     on_startup=_startup,
-    on_shutdown=aclose_clients,
+    on_shutdown=_shutdown,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dj_database_url
 from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
@@ -61,22 +62,37 @@ WSGI_APPLICATION = "lamla.wsgi.application"
 TEMPLATES: list[dict[str, object]] = []
 APPEND_SLASH = False
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env_str("DJANGO_DB_PATH", str(BASE_DIR / "db.sqlite3")),
-        # Async views use the ORM from a thread per request: persistent
-        # connections would leak one per thread (Django docs, topics/async).
-        "CONN_MAX_AGE": 0,
-        "OPTIONS": {
-            # Wait for a writer instead of failing with "database is locked"
-            # when many logins land at once.
-            "timeout": 20,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
+# The embedded default is SQLite in a file; DATABASE_URL (PostgreSQL, say
+# postgres://user:pass@db:5432/lamla) shares users and sessions between workers
+# and hosts. Async views use the ORM from a thread per request: persistent
+# connections would leak one per thread (Django docs, topics/async), so
+# CONN_MAX_AGE stays 0 and PostgreSQL connections come from psycopg's pool
+# (one pool per worker: hosts x workers x DATABASE_POOL_MAX_SIZE in all).
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1),
+            # Seconds a request waits for a pooled connection before it fails.
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+        }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("DJANGO_DB_PATH", str(BASE_DIR / "db.sqlite3")),
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {
+                # Wait for a writer instead of failing with "database is locked"
+                # when many logins land at once.
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
     }
-}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -136,11 +152,14 @@ SERVICE_POOL_TIMEOUT = env_float(_service("POOL_TIMEOUT"), 5.0)
 # connection also costs a file descriptor: raise `ulimit -n` above 2x this.
 SERVICE_MAX_CONNECTIONS = env_int(_service("MAX_CONNECTIONS"), 1000, minimum=1)
 SERVICE_MAX_KEEPALIVE = env_int(_service("MAX_KEEPALIVE"), 100)
-# MUST stay below the service's keep-alive timeout (uvicorn --timeout-keep-alive,
-# 5 s): otherwise the client reuses a connection the service is closing and the
-# request fails with "Server disconnected without sending a response"
-# (httpx #2487). The system check lamla.W001 warns at >= 5 s.
-SERVICE_KEEPALIVE_EXPIRY = env_float(_service("KEEPALIVE_EXPIRY"), 4.0)
+# The service's idle keep-alive timeout: uvicorn's default --timeout-keep-alive is
+# 5 s, deploy/gunicorn.conf.py's keepalive 75 s. The pool closes idle connections
+# before it (SERVICE_KEEPALIVE_EXPIRY, by default 80 % of it): otherwise the client
+# reuses a connection the service is closing and the request fails with "Server
+# disconnected without sending a response" (httpx #2487). The system check
+# lamla.W001 warns when the expiry is not below the timeout.
+SERVICE_KEEPALIVE_TIMEOUT = env_float(_service("KEEPALIVE_TIMEOUT"), 5.0, minimum=1.0)
+SERVICE_KEEPALIVE_EXPIRY = env_float(_service("KEEPALIVE_EXPIRY"), 0.8 * SERVICE_KEEPALIVE_TIMEOUT)
 # Off by default: http2=True on an http:// URL silently stays HTTP/1.1, and h2c
 # with httpcore 1.0.9 leaks streams on early close (httpcore #943).
 SERVICE_HTTP2 = env_bool(_service("HTTP2"), False)
@@ -171,12 +190,28 @@ GATEWAY_SESSION_CACHE_SIZE = env_int("GATEWAY_SESSION_CACHE_SIZE", 10_000)
 # collect young garbage in larger batches (gateway/asgi/gc_tuning.py).
 GATEWAY_GC_TUNING = env_bool("GATEWAY_GC_TUNING", True)
 
-# Limits per user (LIMIT-3, LIMIT-4). Rates are "N/s", "N/m", "N/h" or "N/d";
-# the counters live in Django's cache (CACHES), so a shared cache (Redis)
-# makes them hold across workers; the default in-process cache is per worker.
+# Limits per user (LIMIT-3, LIMIT-4). Rates are "N/s", "N/m", "N/h" or "N/d".
+# With REDIS_URL they hold across every worker and host (gateway/state/);
+# without it, and while Redis is away, each worker counts on its own (CLUSTER-7).
 GATEWAY_MAX_STREAMS_PER_USER = env_int("GATEWAY_MAX_STREAMS_PER_USER", 4, minimum=1)
 GATEWAY_RATE_LIMIT_CHAT = env_str("GATEWAY_RATE_LIMIT_CHAT", "60/m")
 GATEWAY_RATE_LIMIT_QUIZ = env_str("GATEWAY_RATE_LIMIT_QUIZ", "10/m")
+
+# Shared state (README, "Deploying"): rate counters, stream-slot leases and
+# session revocations, e.g. redis://redis:6379/0. Empty: per-worker state.
+REDIS_URL = env_str("REDIS_URL", "")
+# Every key starts with this: several deployments (or test runs) share one Redis.
+GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "lamla:")
+# The longest one Redis call may take before the worker falls back (seconds).
+GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 1.0, minimum=0.01)
+# A stream's slot is a lease its worker renews every third of this; a worker that
+# dies (even by SIGKILL) gives its slots back at most this long after (seconds).
+GATEWAY_STREAM_LEASE = env_float("GATEWAY_STREAM_LEASE", 15.0, minimum=1.0)
+if GATEWAY_STREAM_LEASE > 30.0:
+    raise ImproperlyConfigured(
+        f"GATEWAY_STREAM_LEASE must be at most 30 s, got {GATEWAY_STREAM_LEASE}: "
+        "a dead worker's slots stay taken that long"
+    )
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",

@@ -17,12 +17,17 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from gateway import checks
         from gateway.auth import session_users
+        from gateway.state.shared import shared_state
 
         checks.register()
         # The fast path's session cache forgets a session the moment it ends here.
         user_logged_out.connect(
             session_users.evict_logged_out, dispatch_uid="gateway.auth.session_users.logout"
         )
+        shared = shared_state()
+        if shared is not None:
+            # A revocation may be missed while Redis is away: trust no cached session then.
+            shared.link.on_outage(session_users.session_users.clear)
         store = import_module(settings.SESSION_ENGINE).SessionStore
         if hasattr(store, "get_model_class"):  # database-backed sessions
             post_delete.connect(

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import URLPattern, path
 
@@ -43,9 +46,20 @@ def proxy_view(route: ProxyRoute) -> View:
 
 
 async def proxy(request: HttpRequest, route: ProxyRoute, body: OutgoingBody) -> HttpResponseBase:
-    """POST ``body`` to ``route``'s service path on behalf of the session user."""
+    """POST ``body`` to ``route``'s service path on behalf of the session user.
+
+    With a connection pool (DATABASE_URL), the request's database connection goes
+    back to it before the service is called: Django would hold it until the
+    response ends, and a few hundred long streams would drain the pool.
+    """
     user = await request.auser()  # type: ignore[attr-defined]
+    if _POOLED:
+        await sync_to_async(close_old_connections)()
     return await forward(request, route, user_id=user.pk, body=body)
+
+
+#: Whether the database hands out connections from a pool (settings.DATABASES).
+_POOLED = bool(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"))
 
 
 def proxy_views(app: str) -> dict[str, View]:

@@ -13,7 +13,7 @@ import io
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
@@ -36,6 +36,7 @@ from gateway.asgi.request_body import BodyReceiver, drop_rest, read_body, replay
 from gateway.asgi.responses import send_response, until_disconnect
 from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.auth.session_users import SessionUsers, session_users
+from gateway.limits import Admission, admit
 from gateway.problems import ProblemError
 from gateway.proxy.bodies import (
     JSON,
@@ -79,6 +80,13 @@ class Admitted(Generic[T]):
     request: ASGIRequest
     user_id: Any
     body: T  # a JSON route's body to forward, or the empty spool an upload's body goes into
+    admission: Admission  # the user's limits passed: its stream slot, or a 429 to send
+
+    def release(self) -> None:
+        """Give back the stream slot, if any (idempotent: the relay may have already)."""
+        slot = self.admission[1]
+        if slot is not None:
+            slot.release()
 
 
 class FastPath:
@@ -154,14 +162,16 @@ class FastPath:
         if read is None:
             return  # the client left before its body arrived (Django does the same)
         body, complete = read
-        admitted = await self._admit(plan, view, scope, body, _json_body) if complete else scope
+        admitted = (
+            await self._admit(plan, view, route, scope, body, _json_body) if complete else scope
+        )
         if not isinstance(admitted, Admitted):
             await self.app(admitted, replay(body, complete, receive), send)
             return
-        exchange = self._respond(
-            plan, admitted.request, route, admitted.user_id, send, admitted.body
-        )
-        await until_disconnect(exchange, receive)
+        try:
+            await until_disconnect(self._respond(plan, admitted, route, send), receive)
+        finally:
+            admitted.release()  # also when the exchange was cancelled before it began
 
     async def _serve_upload(
         self,
@@ -172,7 +182,7 @@ class FastPath:
         receive: Receive,
         send: Send,
     ) -> None:
-        admitted = await self._admit(plan, view, scope, b"", _upload_spool)
+        admitted = await self._admit(plan, view, route, scope, b"", _upload_spool)
         if not isinstance(admitted, Admitted):
             await self.app(admitted, receive, send)  # not a byte of the body read
             return
@@ -190,15 +200,17 @@ class FastPath:
                     response["Connection"] = "close"  # the rest stays unread
                 await self._send(plan, request, response, send)
                 return
-            exchange = self._respond(plan, request, route, admitted.user_id, send, body)
+            exchange = self._respond(plan, replace(admitted, body=body), route, send)
             await until_disconnect(exchange, receive)
         finally:
+            admitted.release()
             spool.close()
 
     async def _admit(
         self,
         plan: MiddlewarePlan,
         view: View,
+        route: ProxyRoute,
         scope: Scope,
         body: bytes,
         check: Callable[[ASGIRequest], T | None],
@@ -208,8 +220,10 @@ class FastPath:
         The request is built as Django's handler builds it, the middleware's
         request half runs, the session must name a user, then ``check``, the
         route kind's own step, returns what carries the body on (None
-        refuses). A refusal hands ``scope`` to Django as it is; so does an
-        unexpected exception, counted and logged (``_fell_back``).
+        refuses), then the user's limits (gateway/limits.py), which also
+        confirm that the cached session was not revoked on another worker. A
+        refusal hands ``scope`` to Django as it is; so does an unexpected
+        exception, counted and logged (``_fell_back``).
         """
         step = "request"
         try:
@@ -226,11 +240,18 @@ class FastPath:
                 return scope  # anonymous, as far as the fast path knows
             step = "body"
             checked = check(request)
+            if checked is None:
+                return scope
+            step = "limits"
+            admission = await admit(route, user_id, session_key=session_key)
+            if admission is None:  # revoked elsewhere, or unsure while Redis is away
+                self.sessions.evict(session_key)
+                return scope
         except REFUSALS:
             return scope
         except Exception as exc:
             return self._fell_back(scope, step, exc)
-        return scope if checked is None else Admitted(request, user_id, checked)
+        return Admitted(request, user_id, checked, admission)
 
     def _fell_back(self, scope: Scope, step: str, exc: Exception) -> Scope:
         """Count an unexpected exception in admission, log the first of its kind, hand over.
@@ -258,14 +279,19 @@ class FastPath:
     async def _respond(
         self,
         plan: MiddlewarePlan,
-        request: ASGIRequest,
+        admitted: Admitted[OutgoingBody],
         route: ProxyRoute,
-        user_id: Any,
         send: Send,
-        body: OutgoingBody,
     ) -> None:
+        request = admitted.request
         try:
-            response = await forward(request, route, user_id=user_id, body=body)
+            response = await forward(
+                request,
+                route,
+                user_id=admitted.user_id,
+                body=admitted.body,
+                admission=admitted.admission,
+            )
         except Exception as exc:
             # What Django does with an exception a view raises: handler500 (logged).
             response = response_for_exception(request, exc)

@@ -5,7 +5,9 @@ one thread hop exactly as ``django.contrib.auth.get_user`` checks it (user,
 backend, active, session auth hash). A refused session is not cached and goes
 to Django; an error is raised, for the fast path to count, log and hand over.
 A logout or session deletion in this process evicts at once (apps/core/apps.py);
-elsewhere it takes GATEWAY_SESSION_CACHE_TTL at most (README, "Performance").
+with REDIS_URL it is also marked revoked for every other worker, which checks
+the mark on each request (gateway/limits.py); without it, another worker
+trusts its cached entry GATEWAY_SESSION_CACHE_TTL at most (README, "Performance").
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from django.contrib.auth import (
 )
 from django.db import close_old_connections
 from django.utils.crypto import constant_time_compare
+
+from gateway.state.shared import shared_state
 
 __all__ = ["SessionUsers", "evict_deleted_session", "evict_logged_out", "session_users"]
 
@@ -151,11 +155,20 @@ session_users = SessionUsers(
 
 
 def evict_logged_out(sender: object, request: Any = None, **kwargs: Any) -> None:
-    """``user_logged_out`` receiver: the session ends now, in this process."""
+    """``user_logged_out`` receiver: the session ends now, in every worker."""
     session = getattr(request, "session", None)
-    session_users.evict(getattr(session, "session_key", None))
+    _ended(getattr(session, "session_key", None))
 
 
 def evict_deleted_session(sender: object, instance: Any = None, **kwargs: Any) -> None:
     """``post_delete`` receiver of the db session model (flush, cycle_key, clearsessions)."""
-    session_users.evict(getattr(instance, "session_key", None))
+    _ended(getattr(instance, "session_key", None))
+
+
+def _ended(session_key: str | None) -> None:
+    if not session_key:
+        return
+    session_users.evict(session_key)
+    shared = shared_state()
+    if shared is not None:
+        shared.revoke(session_key)  # a thread: receivers of asend run sync ones in one

@@ -17,7 +17,7 @@ import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from gateway.limits import admit
+from gateway.limits import Admission, admit
 from gateway.proxy.bodies import OutgoingBody
 from gateway.proxy.failures import (
     MAX_ERROR_BODY,
@@ -35,7 +35,12 @@ from gateway.upstream.signing import BODY_SHA256
 
 
 async def forward(
-    request: HttpRequest, route: ProxyRoute, *, user_id: object, body: OutgoingBody
+    request: HttpRequest,
+    route: ProxyRoute,
+    *,
+    user_id: object,
+    body: OutgoingBody,
+    admission: Admission | None = None,
 ) -> HttpResponseBase:
     """POST ``body`` to ``route``'s service path as ``user_id``; the browser's answer.
 
@@ -43,8 +48,13 @@ async def forward(
     reaches the service). Errors come back as problem responses
     (gateway/proxy/failures.py); a stream comes back as an ``EventStreamResponse``
     whose relay owns the upstream response, and the stream slot, from then on.
+    ``admission``: the request was admitted already (the fast path admits before
+    it commits to serving, gateway/asgi/fastpath.py).
     """
-    refusal, slot = await admit(route, user_id)
+    if admission is None:
+        admission = await admit(route, user_id)
+        assert admission is not None  # None only for a cached session
+    refusal, slot = admission
     if refusal is not None:
         return refusal
     handed_off = False

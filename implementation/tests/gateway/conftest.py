@@ -22,6 +22,9 @@ if str(IMPLEMENTATION) not in sys.path:
     sys.path.insert(0, str(IMPLEMENTATION))
 
 STATE_DIR = Path(tempfile.mkdtemp(prefix="gateway-unit-"))
+#: A Redis of the developer's or CI's to test shared state against (with a key prefix
+#: of our own, removed afterwards); without it the tests start a private redis-server.
+REDIS_URL = os.environ.get("REDIS_URL", "")
 SERVICE_URL = "http://127.0.0.1:8001"
 SECRET = "unit-test-shared-secret-9f2c"
 PASSWORD = "alice-password-1"
@@ -50,6 +53,8 @@ os.environ.update(
 for _name in (
     "SERVICE_KEEPALIVE_EXPIRY",
     "FASTAPI_KEEPALIVE_EXPIRY",
+    "SERVICE_KEEPALIVE_TIMEOUT",
+    "FASTAPI_KEEPALIVE_TIMEOUT",
     "SERVICE_HTTP2",
     "FASTAPI_HTTP2",
     "SERVICE_TRANSPORT",
@@ -57,6 +62,11 @@ for _name in (
     "MAX_UPLOAD_SIZE",
     "MAX_JSON_BODY",
     "GATEWAY_FAST_PATH",
+    # The embedded default: SQLite and per-worker limits (test_shared_state.py sets its own).
+    "DATABASE_URL",
+    "REDIS_URL",
+    "GATEWAY_REDIS_PREFIX",
+    "GATEWAY_STREAM_LEASE",
 ):
     os.environ.pop(_name, None)
 
@@ -131,3 +141,42 @@ def fresh_limits() -> Iterator[None]:
     yield
     limits.rate_limiter().cache.clear()
     limits.stream_slots._open.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis: REDIS_URL when set, else a private redis-server on a free port.
+
+    No Redis at all skips (a laptop without one), except in CI, where it fails.
+    """
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs redis-server (or REDIS_URL) for the shared-state tests")
+        pytest.skip("no Redis: set REDIS_URL or install redis-server")
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)  # polling a port with a deadline, not synchronising
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)

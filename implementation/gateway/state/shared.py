@@ -1,0 +1,52 @@
+"""The process's shared state, built once from settings: None without REDIS_URL."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+
+from gateway.state.admission import SharedLimits
+from gateway.state.connection import REDIS_ERRORS, RedisLink
+from gateway.state.keys import Keys
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SharedState:
+    link: RedisLink
+    keys: Keys
+    limits: SharedLimits
+    #: How long a revocation marker lives: past the longest a worker caches a session.
+    revocation_ttl: int
+
+    def revoke(self, session_key: str) -> None:
+        """Mark ``session_key`` ended for every worker (sync: signal receivers run in threads).
+
+        If Redis does not take it, the outage callbacks have dropped this worker's
+        cached sessions, and every worker hands sessions to the database until
+        Redis is back (CLUSTER-7).
+        """
+        try:
+            self.link.sync_client().set(self.keys.revoked(session_key), 1, ex=self.revocation_ttl)
+        except REDIS_ERRORS as exc:
+            self.link.failed(exc)
+
+    async def aclose(self) -> None:
+        await self.limits.aclose()
+        await self.link.aclose()
+
+
+@cache
+def shared_state() -> SharedState | None:
+    """This process's shared state (REDIS_URL), or None: limits count in the process."""
+    if not settings.REDIS_URL:
+        return None
+    link = RedisLink(settings.REDIS_URL, timeout=settings.GATEWAY_REDIS_TIMEOUT)
+    keys = Keys(settings.GATEWAY_REDIS_PREFIX)
+    limits = SharedLimits(link, keys, lease_seconds=settings.GATEWAY_STREAM_LEASE)
+    ttl = int(max(60.0, 2 * settings.GATEWAY_SESSION_CACHE_TTL + 10))
+    return SharedState(link, keys, limits, ttl)
