@@ -50,7 +50,10 @@ class RedisLink:
         self._on_outage: list[Callable[[], None]] = []
 
     def on_outage(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever Redis is found away (e.g. to drop cached sessions)."""
+        """Call ``callback`` when an outage starts and when it ends (e.g. to drop cached sessions).
+
+        At the end too: a revocation made while Redis was away never reached it.
+        """
         self._on_outage.append(callback)
 
     @property
@@ -100,8 +103,7 @@ class RedisLink:
                 type(exc).__name__,
                 exc,
             )
-        for callback in self._on_outage:
-            callback()
+            self._outage_changed()
 
     def succeeded(self) -> None:
         if self._down:
@@ -109,6 +111,11 @@ class RedisLink:
                 was_down, self._down = self._down, False
             if was_down:
                 logger.warning("Redis reachable again: limits and revocations are shared")
+                self._outage_changed()
+
+    def _outage_changed(self) -> None:
+        for callback in self._on_outage:
+            callback()
 
     async def aclose(self) -> None:
         """Close this loop's client (lifespan shutdown)."""

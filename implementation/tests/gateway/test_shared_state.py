@@ -247,3 +247,22 @@ async def test_while_redis_is_away_limits_count_per_worker_and_no_cached_session
 class _Request:
     def __init__(self, session_key: str) -> None:
         self.session = type("S", (), {"session_key": session_key})()
+
+
+def test_outage_callbacks_run_when_an_outage_starts_and_when_it_ends():
+    """Cached sessions are dropped as Redis goes away and again when it is back (not per error)."""
+    now = [0.0]
+    link = RedisLink("redis://127.0.0.1:1/0", timeout=0.1, cooldown=1.0, clock=lambda: now[0])
+    calls = []
+    link.on_outage(lambda: calls.append(now[0]))
+    link.failed(ConnectionError("refused"))
+    assert not link.available
+    now[0] = 1.5
+    assert link.available  # the breaker lets one call try again
+    link.failed(ConnectionError("still refused"))
+    assert calls == [0.0]
+    assert link.outages == 1
+    link.succeeded()
+    link.succeeded()
+    assert calls == [0.0, 1.5]
+    assert link.available
