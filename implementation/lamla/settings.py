@@ -204,6 +204,9 @@ REDIS_URL = env_str("REDIS_URL", "")
 GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX", "lamla:")
 # The longest one Redis call may take before the worker falls back (seconds).
 GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 1.0, minimum=0.01)
+# Connections to Redis per worker: a burst's admissions wait for one of them (at most
+# GATEWAY_REDIS_TIMEOUT) rather than opening thousands.
+GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 50, minimum=1)
 # A stream's slot is a lease its worker renews every third of this; a worker that
 # dies (even by SIGKILL) gives its slots back at most this long after (seconds).
 GATEWAY_STREAM_LEASE = env_float("GATEWAY_STREAM_LEASE", 15.0, minimum=1.0)

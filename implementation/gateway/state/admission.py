@@ -1,5 +1,6 @@
 """One Redis round trip per admission: revocation, rate window and stream lease in a Lua script.
 
+Concurrent admissions share their round trip (gateway/state/batching.py).
 The script runs atomically in Redis, on Redis's clock (hosts' clocks may differ):
 a revoked session is refused first; the rate is a fixed window counted with INCR,
 its key expiring with its window (EXPIRE when the count is 1); a stream takes a
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from redis.commands.core import AsyncScript
 
+from gateway.state.batching import ScriptBatcher
 from gateway.state.connection import REDIS_ERRORS, RedisLink
 from gateway.state.keys import Keys
 
@@ -64,6 +66,11 @@ return #KEYS
 """
 
 
+RELEASE = """
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+
 class Verdict(enum.IntEnum):
     """What the admission script said (its first return value)."""
 
@@ -88,18 +95,21 @@ class SharedLimits:
         self.keys = keys
         self.lease_seconds = lease_seconds
         self._leases: dict[str, str] = {}  # lease id -> its sorted set, while open
-        self._scripts: dict[object, tuple[AsyncScript, AsyncScript]] = {}
+        # Batched: a burst's thousands of admissions, and of releases as its streams end
+        # together, share round trips and a connection or two.
+        self._admit = ScriptBatcher(link, ADMIT)
+        self._release_batch = ScriptBatcher(link, RELEASE)
+        self._renew: dict[object, AsyncScript] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[object]] = set()
 
-    def _script(self) -> tuple[AsyncScript, AsyncScript]:
+    def _renew_script(self) -> AsyncScript:
         client = self.link.client()
-        scripts = self._scripts.get(id(client))
-        if scripts is None:
-            self._scripts.clear()  # one client (one loop) at a time
-            scripts = (client.register_script(ADMIT), client.register_script(RENEW))
-            self._scripts[id(client)] = scripts
-        return scripts
+        script = self._renew.get(id(client))
+        if script is None:
+            self._renew.clear()  # one client (one loop) at a time
+            script = self._renew[id(client)] = client.register_script(RENEW)
+        return script
 
     async def admit(
         self,
@@ -111,17 +121,16 @@ class SharedLimits:
         stream_limit: int | None,
         session_key: str | None,
     ) -> Decision:
-        """One round trip; raises one of REDIS_ERRORS when Redis does not answer."""
+        """One round trip (shared with concurrent admissions); REDIS_ERRORS when Redis is away."""
         lease_id = secrets.token_hex(8) if stream_limit is not None else ""
         streams = self.keys.streams(user_id)
-        admit, _ = self._script()
-        verdict, value = await admit(
-            keys=[
+        verdict, value = await self._admit(
+            [
                 self.keys.rate(bucket, user_id, period),
                 streams,
                 self.keys.revoked(session_key) if session_key else streams,
             ],
-            args=[
+            [
                 "1" if session_key else "0",
                 count,
                 period,
@@ -143,18 +152,18 @@ class SharedLimits:
         if self._leases.pop(lease_id, None) is None:
             return
         try:
-            client = self.link.client()
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no running loop (interpreter shutdown): let it expire
             return
-        task = asyncio.ensure_future(self._zrem(client, streams, lease_id))
+        task = loop.create_task(self._zrem(streams, lease_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _zrem(self, client: object, streams: str, lease_id: str) -> None:
+    async def _zrem(self, streams: str, lease_id: str) -> None:
         if not self.link.available:
             return
         try:
-            await client.zrem(streams, lease_id)  # type: ignore[attr-defined]
+            await self._release_batch([streams], [lease_id])
         except REDIS_ERRORS as exc:
             self.link.failed(exc)
 
@@ -173,7 +182,7 @@ class SharedLimits:
         leases = list(self._leases.items())
         if not leases or not self.link.available:
             return
-        _, renew = self._script()
+        renew = self._renew_script()
         try:
             await renew(
                 keys=[streams for _, streams in leases],

@@ -34,11 +34,13 @@ class RedisLink:
         url: str,
         *,
         timeout: float,
+        max_connections: int = 50,
         cooldown: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.timeout = timeout
+        self.max_connections = max_connections
         self.cooldown = cooldown
         self.clock = clock
         self.outages = 0  # how many times Redis was found away (diagnostics, tests)
@@ -65,15 +67,20 @@ class RedisLink:
         """The asyncio client of the running loop (made on first use in that loop)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = redis.asyncio.Redis.from_url(
+            # A burst of thousands of admissions shares a few connections: a blocking pool
+            # makes a call wait (at most ``timeout``) for one, where the default pool
+            # would fail it with "Too many connections" past its cap.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 # One quick retry: a pooled connection that Redis closed on restart.
                 retry=AsyncRetry(NoBackoff(), 1),
                 health_check_interval=30,
             )
-            self._async = (loop, client)
+            self._async = (loop, redis.asyncio.Redis(connection_pool=pool))
         return self._async[1]
 
     def sync_client(self) -> redis.Redis:
@@ -121,4 +128,4 @@ class RedisLink:
         """Close this loop's client (lifespan shutdown)."""
         pair, self._async = self._async, None
         if pair is not None and not pair[0].is_closed():
-            await pair[1].aclose()
+            await pair[1].aclose(close_connection_pool=True)

@@ -45,7 +45,11 @@ def shared_state() -> SharedState | None:
     """This process's shared state (REDIS_URL), or None: limits count in the process."""
     if not settings.REDIS_URL:
         return None
-    link = RedisLink(settings.REDIS_URL, timeout=settings.GATEWAY_REDIS_TIMEOUT)
+    link = RedisLink(
+        settings.REDIS_URL,
+        timeout=settings.GATEWAY_REDIS_TIMEOUT,
+        max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
+    )
     keys = Keys(settings.GATEWAY_REDIS_PREFIX)
     limits = SharedLimits(link, keys, lease_seconds=settings.GATEWAY_STREAM_LEASE)
     ttl = int(max(60.0, 2 * settings.GATEWAY_SESSION_CACHE_TTL + 10))

@@ -266,3 +266,26 @@ def test_outage_callbacks_run_when_an_outage_starts_and_when_it_ends():
     link.succeeded()
     assert calls == [0.0, 1.5]
     assert link.available
+
+
+# -- gateway/state/batching.py ---------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_concurrent_admissions_share_round_trips_and_each_gets_its_own_answer(workers):
+    first, _ = workers
+    decisions = await asyncio.gather(*(_admit(first, user=n % 3, count=40) for n in range(300)))
+    assert [d.verdict for d in decisions].count(Verdict.ADMITTED) == 120  # 40 for each user
+    assert [d.verdict for d in decisions].count(Verdict.RATE) == 180
+    assert first._admit.batches < 20  # 300 calls, a handful of pipelines
+
+
+@pytest.mark.asyncio
+async def test_a_script_redis_forgot_is_loaded_again(workers, redis_url):
+    first, _ = workers
+    assert (await _admit(first)).verdict is Verdict.ADMITTED
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        raw.script_flush()  # what a restart does to the script cache
+    finally:
+        raw.close()
+    together = await asyncio.gather(*(_admit(first) for _ in range(5)))
+    assert [d.verdict for d in together] == [Verdict.ADMITTED] * 5
