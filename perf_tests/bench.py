@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import nginx
 from harness.client import Session
 from harness.loadgen import build_request
 from harness.plug import Baseline
@@ -28,7 +29,6 @@ from harness.processes import LOOPBACK, ManagedProcess, StartupError, free_port
 from harness.sampling import ProcessTree
 from harness.spec import route
 from harness.system import Fake, Harness, Running, User
-from perf_tests import nginx
 
 DIRECT, GATEWAY, NGINX = "direct", "gateway", "nginx"
 #: The two routes every path is measured on (spec/gateway.openapi.yaml).

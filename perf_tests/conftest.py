@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import wrk
 from harness.plug import Plug
 from harness.suite import (
     add_option,
@@ -23,7 +24,6 @@ from harness.suite import (
     session_harness,
 )
 from harness.system import Fake, Harness, User
-from perf_tests import wrk
 from perf_tests.bench import Bench
 from perf_tests.report import PerfReport
 

@@ -16,30 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import loadgen
-from harness.client import parse_stream
+from harness import load
 from harness.fakes import FakeControl
 from harness.sampling import MIB, ProcessTree
-from perf_tests import load
 from perf_tests.bench import Route
 
 STREAM_TIMEOUT = 150.0
 BARRIER_TIMEOUT = 60.0
 RELEASE_TIMEOUT = 60.0
 SAMPLES_PER_LEVEL = 3
-
-
-def stream_done(response: loadgen.Response) -> bool:
-    """A 200 stream whose last event is ``done``, with no ``error`` and nothing after."""
-    if response.status != 200:
-        return False
-    events, trailing = parse_stream(response.body)
-    return (
-        bool(events)
-        and events[-1].event == "done"
-        and all(e.event != "error" for e in events)
-        and not trailing.strip()
-    )
 
 
 def in_flight(fake: FakeControl, token: str) -> int:
@@ -118,7 +103,7 @@ async def hold_streams(
             connections += new
             tasks += [
                 asyncio.ensure_future(
-                    load.exchange(c, raw, limit=STREAM_TIMEOUT, check=stream_done)
+                    load.exchange(c, raw, limit=STREAM_TIMEOUT, check=load.stream_done)
                 )
                 for c in new
             ]

@@ -6,10 +6,9 @@ import asyncio
 import statistics
 from dataclasses import dataclass, field
 
-from harness import loadgen
+from harness import load, loadgen
 from harness.fakes import FakeControl
 from harness.sampling import MIB, ProcessTree
-from perf_tests import load
 from perf_tests.bench import Route
 from perf_tests.sampler import Sample, Sampler
 

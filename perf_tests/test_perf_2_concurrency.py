@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness import loadgen
+from harness import load, loadgen
 from harness.sampling import ProcessTree
-from perf_tests import load
 from perf_tests.bench import DIRECT, GATEWAY, Bench, Route
 from perf_tests.held import HeldRun, hold_streams
 from perf_tests.report import PerfReport

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perf_tests import wrk
+from harness import wrk
 from perf_tests.bench import DIRECT, GATEWAY, Bench
 from perf_tests.report import PerfReport
 

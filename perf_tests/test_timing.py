@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from harness import loadgen
-from perf_tests import load
+from harness import load, loadgen
 from perf_tests.bench import Bench, Route
-from perf_tests.held import stream_done
 from perf_tests.report import PerfReport
 
 WARM = 5
@@ -45,7 +43,7 @@ async def _ttfb(route: Route) -> list[float]:
         for n in range(WARM + TTFB_SAMPLES):
             async with asyncio.timeout(TIMEOUT):
                 response = await connection.request(raw)
-            assert stream_done(response), f"{route.key}: bad stream {response.body[:300]!r}"
+            assert load.stream_done(response), f"{route.key}: bad stream {response.body[:300]!r}"
             if n >= WARM and response.first_byte is not None:
                 found.append(response.first_byte - response.sent)
     finally:
@@ -64,7 +62,7 @@ async def _gaps(route: Route, token: str, streams: int) -> list[float]:
                 response = await connection.request(route.stream(token), on_data=clock.feed)
         finally:
             connection.close()
-        assert stream_done(response), f"{route.key}: bad stream {response.body[:300]!r}"
+        assert load.stream_done(response), f"{route.key}: bad stream {response.body[:300]!r}"
         assert len(clock.times) == EVENTS + 1, f"{route.key}: {len(clock.times)} events"
         return [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
 

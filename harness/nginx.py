@@ -43,7 +43,7 @@ http {{
         server {host}:{upstream_port};
         keepalive {keepalive};
         keepalive_requests 1000000;
-        keepalive_timeout 4s;
+        keepalive_timeout {keepalive_timeout}s;
     }}
 
     server {{
@@ -89,8 +89,13 @@ def write_config(
     secret: str,
     nofile: int,
     keepalive: int = 1000,
+    keepalive_timeout: int = 4,
 ) -> Path:
-    """Write ``nginx.conf`` (and its temp dirs) into ``directory``; return the file."""
+    """Write ``nginx.conf`` (and its temp dirs) into ``directory``; return the file.
+
+    ``keepalive`` idle upstream connections are kept, each at most ``keepalive_timeout``
+    seconds (below the service's own keep-alive).
+    """
     (directory / "tmp").mkdir(parents=True, exist_ok=True)
     config = CONFIG.format(
         dir=directory,
@@ -101,6 +106,7 @@ def write_config(
         nofile=nofile,
         connections=max(1024, nofile - 256),  # clients and upstreams both count
         keepalive=keepalive,
+        keepalive_timeout=keepalive_timeout,
         ready=READY_PATH,
     )
     path = directory / "nginx.conf"

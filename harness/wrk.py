@@ -16,8 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import loadgen
-from perf_tests import load
+from harness import load, loadgen
 
 #: The latency percentiles reported (and plotted).
 PERCENTILES = (

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from harness.client import parse_stream
 from harness.loadgen import (
     DEFAULT_KEEP,
     READ_LIMIT,
@@ -96,6 +97,19 @@ def failure(outcome: Outcome) -> str:
 
 def status_200(response: Response) -> bool:
     return response.status == 200
+
+
+def stream_done(response: Response) -> bool:
+    """A 200 stream whose last event is ``done``, with no ``error`` and nothing after."""
+    if response.status != 200:
+        return False
+    events, trailing = parse_stream(response.body)
+    return (
+        bool(events)
+        and events[-1].event == "done"
+        and all(e.event != "error" for e in events)
+        and not trailing.strip()
+    )
 
 
 async def exchange(
@@ -200,16 +214,30 @@ async def burst(
     """
     connections = await open_connections(host, port, len(raws), parallel=parallel_connects)
     try:
-        start = time.perf_counter()
-        tasks = [
-            asyncio.ensure_future(exchange(c, raw, limit=limit, check=check))
-            for c, raw in zip(connections, raws, strict=True)
-        ]
-        outcomes = list(await asyncio.gather(*tasks))
-        end = max((o.end for o in outcomes), default=start)
-        return BurstResult(len(raws), outcomes, start, end - start)
+        return await burst_on(connections, raws, limit=limit, check=check)
     finally:
         close_all(connections)
+
+
+async def burst_on(
+    connections: Sequence[Connection],
+    raws: Sequence[bytes],
+    *,
+    limit: float,
+    check: Check = status_200,
+) -> BurstResult:
+    """Send ``raws[i]`` on ``connections[i]``, all at once, and wait for every answer.
+
+    The connections stay open (keep-alive) for another burst; the caller closes them.
+    """
+    start = time.perf_counter()
+    tasks = [
+        asyncio.ensure_future(exchange(c, raw, limit=limit, check=check))
+        for c, raw in zip(connections, raws, strict=True)
+    ]
+    outcomes = list(await asyncio.gather(*tasks))
+    end = max((o.end for o in outcomes), default=start)
+    return BurstResult(len(raws), outcomes, start, end - start)
 
 
 @dataclass
