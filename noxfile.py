@@ -7,6 +7,7 @@ checkout; nothing is installed into the system.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -14,7 +15,9 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "unit", "contract", "report", "selfcheck", "fuzz", "perf", "soak"]
+nox.options.sessions = [
+    "lint", "unit", "contract", "report", "selfcheck", "fuzz", "perf", "soak", "cluster",
+]  # fmt: skip
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -144,6 +147,20 @@ def soak(session: nox.Session) -> None:
     """60 s of mixed load with faults (SOAK-1): writes reports/soak.{json,md}."""
     install_groups(session, "implementation", "test")
     run_pytest(session, "soak_tests", junit="soak")
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """Two gateway and two service hosts (network namespaces) behind nginx (CLUSTER-*).
+
+    Needs root (`ip netns`), nginx, and PostgreSQL and Redis: REDIS_URL/DATABASE_URL when
+    set, else private servers from the system packages. Writes reports/cluster.{json,md}.
+    """
+    if os.name != "posix" or (os.geteuid() != 0 and not os.environ.get("CI")):
+        # A laptop: the suite needs root for `ip netns`. CI runs it (and fails without root).
+        session.skip("the cluster suite makes network namespaces: run it as root on Linux")
+    install_groups(session, "implementation", "test")
+    run_pytest(session, "cluster_tests", junit="cluster")
 
 
 @nox.session

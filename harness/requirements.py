@@ -9,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "spec" / "requirements.md"
 #: The suites that name requirements with ``@pytest.mark.req``: the contract suites,
-#: and the ones measured on their own (PERF-*, FUZZ-*, SOAK-*; each its own nox session).
+#: and the ones measured on their own (PERF-*, FUZZ-*, SOAK-*, CLUSTER-*; each its own nox session).
 CONTRACT_SUITE = "contract_tests"
-OWN_SUITES = ("perf_tests", "fuzz_tests", "soak_tests")
+OWN_SUITES = ("perf_tests", "fuzz_tests", "soak_tests", "cluster_tests")
 _MARKER = re.compile(r"""mark\.req\(([^)]*)\)""")
 _ID = re.compile(r"""["']([A-Z0-9-]+-\d+)["']""")
 
