@@ -10,7 +10,9 @@ process on loopback).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -69,3 +71,53 @@ def poll(predicate: Callable[[], bool], *, within: float, every: float, what: st
             break
         time.sleep(every)  # a poll interval, not synchronisation
     raise AssertionError(f"not within {within} s: {what}")
+
+
+class BackgroundLoad:
+    """``clients`` threads calling ``request(client, n)`` until stopped; outcomes by kind.
+
+    ``request`` returns the kind of its outcome ("ok", "status 500", ...); a client
+    timeout counts as "hang" and a broken connection as "transport error: <type>".
+    Each thread stops after ``seconds`` at the latest, whatever happens.
+    """
+
+    def __init__(
+        self, clients: int, request: Callable[[int, int], str], *, seconds: float = 120.0
+    ) -> None:
+        self.request = request
+        self.deadline = time.monotonic() + seconds
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._outcomes: Counter[str] = Counter()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, *, within: float = 20.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=within)
+            assert not thread.is_alive(), "a load client hung"
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._outcomes.values())
+
+    def outcomes(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._outcomes)
+
+    def _run(self, client: int) -> None:
+        for n in range(1_000_000):
+            if self._stop.is_set() or time.monotonic() > self.deadline:
+                return
+            try:
+                kind = self.request(client, n)
+            except httpx.TimeoutException:
+                kind = "hang"
+            except httpx.TransportError as exc:
+                kind = f"transport error: {type(exc).__name__}"
+            with self._lock:
+                self._outcomes[kind] += 1

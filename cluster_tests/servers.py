@@ -172,7 +172,37 @@ def list_databases(admin_url: str, prefix: str) -> list[str]:
     return sorted(str(row[0]) for row in rows)
 
 
-class PostgresServer:
+class _Databases:
+    """The databases of one PostgreSQL server, managed over ``_target`` (its real URL)."""
+
+    @property
+    def _target(self) -> str:
+        raise NotImplementedError
+
+    def url(self, dbname: str = "postgres") -> str:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        with connect_admin(self.admin_url, timeout=1.0) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    def create_database(self, name: str) -> str:
+        """Create ``name``; returns the URL the hosts reach it at."""
+        create_database(self._target, name)
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        drop_database(self._target, name)
+
+    def databases(self, prefix: str) -> list[str]:
+        return list_databases(self._target, prefix)
+
+
+class PostgresServer(_Databases):
     """A throw-away PostgreSQL cluster: trust auth from the topology's /24, fsync off.
 
     ``initdb`` runs as the ``postgres`` user into a directory it owns; the server runs
@@ -204,8 +234,8 @@ class PostgresServer:
         return f"postgres://{PG_USER}@{self.address}:{self.port}/{dbname}"
 
     @property
-    def admin_url(self) -> str:
-        return self.url("postgres")
+    def _target(self) -> str:
+        return self.admin_url
 
     def start(self, timeout: float = 60.0) -> PostgresServer:
         self._initdb()
@@ -252,21 +282,6 @@ class PostgresServer:
             f"host all all {self.network} trust\n",
             encoding="utf-8",
         )
-
-    def _ready(self) -> bool:
-        with connect_admin(self.admin_url, timeout=1.0) as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
-
-    def create_database(self, name: str) -> str:
-        """Create ``name``; returns its URL."""
-        create_database(self.admin_url, name)
-        return self.url(name)
-
-    def drop_database(self, name: str) -> None:
-        drop_database(self.admin_url, name)
-
-    def databases(self, prefix: str) -> list[str]:
-        return list_databases(self.admin_url, prefix)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Fast shutdown (SIGINT: clients are cut, no wait for them), then remove the data."""
@@ -449,7 +464,7 @@ class ForwardedRedis:
         return deleted
 
 
-class ForwardedPostgres:
+class ForwardedPostgres(_Databases):
     """The PostgreSQL of ``$DATABASE_URL``, which the suite does not own: the run's databases
     are made on it, and the hosts reach it through a forwarder.
 
@@ -488,20 +503,9 @@ class ForwardedPostgres:
         _poll(self._ready, where, self.forwarder.process, timeout)
         return self
 
-    def _ready(self) -> bool:
-        with connect_admin(self.admin_url, timeout=1.0) as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
-
-    def create_database(self, name: str) -> str:
-        """Create ``name``; returns its URL (through the forwarder)."""
-        create_database(self.target_url, name)
-        return self.url(name)
-
-    def drop_database(self, name: str) -> None:
-        drop_database(self.target_url, name)
-
-    def databases(self, prefix: str) -> list[str]:
-        return list_databases(self.target_url, prefix)
+    @property
+    def _target(self) -> str:
+        return self.target_url
 
     def stop(self, timeout: float = 5.0) -> None:
         self.forwarder.stop(timeout)

@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from cluster_tests.conftest import Cluster
-from cluster_tests.observe import open_stream, poll, post
+from cluster_tests.observe import BackgroundLoad, open_stream, poll, post
 from harness.client import Session, problem_violations, read_events
 from harness.fakes import new_token
 from harness.spec import route
@@ -39,7 +38,9 @@ def test_cluster_5_a_killed_worker_loses_only_its_requests_and_its_slots_come_ba
     cap = int(gateway.knob("max_streams_per_user"))
     streamer, loader = Session.of(gateway.url, alice), Session.of(gateway.url, bob)
     held = fake.control.behave(hold_after=1)
-    load = _Load(loader, seconds=30)
+    load = BackgroundLoad(
+        LOAD_CLIENTS, lambda client, n: _judge(post(loader, CHAT, new_token())), seconds=30
+    )
     with contextlib.ExitStack() as stack:
         streams = [stack.enter_context(open_stream(streamer, STREAM, held)) for _ in range(cap)]
         for response in streams:
@@ -48,9 +49,9 @@ def test_cluster_5_a_killed_worker_loses_only_its_requests_and_its_slots_come_ba
         victim, carried = _busiest_worker(cluster, gateway)
         assert carried >= 1, "some worker carries one of the held streams"
         load.start()
-        poll(lambda: load.count() >= 20, within=10, every=0.05, what="load under way")
+        poll(lambda: load.total() >= 20, within=10, every=0.05, what="load under way")
         os.kill(victim, signal.SIGKILL)
-        killed_at = load.count()
+        killed_at = load.total()
         # The dead worker's leases keep the user at the cap until they expire.
         started = time.monotonic()
         new = new_token()
@@ -61,7 +62,7 @@ def test_cluster_5_a_killed_worker_loses_only_its_requests_and_its_slots_come_ba
             what="the killed worker's stream slots come back",
         )
         assert time.monotonic() - started <= LEASE_BOUND
-        after_kill = load.count() - killed_at
+        after_kill = load.total() - killed_at
         load.stop()
         fake.control.release(held, count=cap - carried)
         ends = Counter(_how_it_ended(response) for response in streams)
@@ -106,50 +107,6 @@ def _how_it_ended(response: httpx.Response) -> str:
     except httpx.TransportError:
         return "cut"
     return "done" if events and events[-1] == "done" else "cut"
-
-
-class _Load:
-    """Small chats from a few threads, each on a fresh connection, until stopped."""
-
-    def __init__(self, session: Session, *, seconds: float) -> None:
-        self.session = session
-        self.deadline = time.monotonic() + seconds
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._outcomes: Counter[str] = Counter()
-        self._threads = [threading.Thread(target=self._run) for _ in range(LOAD_CLIENTS)]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
-            assert not thread.is_alive(), "a load client hung"
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(self._outcomes.values())
-
-    def outcomes(self) -> Counter[str]:
-        with self._lock:
-            return Counter(self._outcomes)
-
-    def _run(self) -> None:
-        for _ in range(100_000):
-            if self._stop.is_set() or time.monotonic() > self.deadline:
-                return
-            try:
-                response = post(self.session, CHAT, new_token())
-                kind = _judge(response)
-            except httpx.TimeoutException:
-                kind = "hang"
-            except httpx.TransportError:
-                kind = "transport error"
-            with self._lock:
-                self._outcomes[kind] += 1
 
 
 def _judge(response: httpx.Response) -> str:

@@ -7,17 +7,20 @@ checked in the database). A tier of its own, so its counters start from nothing.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 import redis
 
 from cluster_tests.conftest import Cluster
-from cluster_tests.observe import front_requests, hosts_reached, open_stream, poll, post
+from cluster_tests.observe import (
+    BackgroundLoad,
+    front_requests,
+    hosts_reached,
+    open_stream,
+    poll,
+    post,
+)
 from harness.client import Session, assert_problem, read_events
 from harness.fakes import new_token
 from harness.spec import route
@@ -57,7 +60,7 @@ def test_cluster_7_a_redis_restart_under_load_brings_no_500_and_no_hang(
 ) -> None:
     gateway, _ = own_tier
     sessions = [Session.of(gateway.url, user) for user in users]
-    load = _MixedLoad(sessions)
+    load = BackgroundLoad(CLIENTS, _chat_or_stream(sessions))
     load.start()
     try:
         poll(lambda: load.total() >= 40, within=20, every=0.05, what="load under way")
@@ -68,7 +71,7 @@ def test_cluster_7_a_redis_restart_under_load_brings_no_500_and_no_hang(
         mark = load.total()
         poll(lambda: load.total() >= mark + 40, within=20, every=0.05, what="load after")
     finally:
-        load.stop()
+        load.stop(within=HANG + 5)
     outcomes = load.outcomes()
     findings["CLUSTER-7 restart under load"] = dict(outcomes)
     assert set(outcomes) == {"200"}, outcomes
@@ -125,51 +128,17 @@ def test_cluster_7_while_redis_is_away_rates_count_per_worker_and_logout_holds_e
         shared.close()
 
 
-class _MixedLoad:
-    """Chats and short streams from a few threads, each request on a fresh connection."""
+def _chat_or_stream(sessions: list[Session]) -> Callable[[int, int], str]:
+    """Every fourth request a stream that must end with ``done``, the rest chats."""
 
-    def __init__(self, sessions: list[Session]) -> None:
-        self.sessions = sessions
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._outcomes: Counter[str] = Counter()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(CLIENTS)]
+    def request(client: int, n: int) -> str:
+        session = sessions[client % len(sessions)]
+        if n % 4:
+            return str(post(session, CHAT, new_token()).status_code)
+        with open_stream(session, STREAM, new_token()) as response:
+            events = [event.event for event in read_events(response)]
+            if response.status_code == 200 and events[-1:] == ["done"]:
+                return "200"
+            return f"stream {response.status_code} {events[-1:]}"
 
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=HANG + 5)
-            assert not thread.is_alive(), "a load client hung"
-
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._outcomes.values())
-
-    def outcomes(self) -> Counter[str]:
-        with self._lock:
-            return Counter(self._outcomes)
-
-    def _run(self, index: int) -> None:
-        session = self.sessions[index % len(self.sessions)]
-        deadline = time.monotonic() + 120
-        for n in range(100_000):
-            if self._stop.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                if n % 4 == 0:
-                    with open_stream(session, STREAM, new_token()) as response:
-                        events = [event.event for event in read_events(response)]
-                        ok = response.status_code == 200 and events[-1:] == ["done"]
-                        kind = "200" if ok else f"stream {response.status_code} {events[-1:]}"
-                else:
-                    kind = str(post(session, CHAT, new_token()).status_code)
-            except httpx.TimeoutException:
-                kind = "hang"
-            except httpx.TransportError as exc:
-                kind = f"transport error: {type(exc).__name__}"
-            with self._lock:
-                self._outcomes[kind] += 1
+    return request
