@@ -151,7 +151,11 @@ SERVICE_POOL_TIMEOUT = env_float(_service("POOL_TIMEOUT"), 5.0)
 # then gets 503). 1,000 is the per-worker load the gateway is built for; each
 # connection also costs a file descriptor: raise `ulimit -n` above 2x this.
 SERVICE_MAX_CONNECTIONS = env_int(_service("MAX_CONNECTIONS"), 1000, minimum=1)
-SERVICE_MAX_KEEPALIVE = env_int(_service("MAX_KEEPALIVE"), 100)
+# Idle connections kept for the next burst: all of them, so a burst after a quiet
+# moment reuses what the last one opened instead of opening them anew (CLUSTER-8:
+# 0 new connections for 1,000 streams after a quiet second). Each idle one holds a
+# file descriptor here and at the service until SERVICE_KEEPALIVE_EXPIRY.
+SERVICE_MAX_KEEPALIVE = env_int(_service("MAX_KEEPALIVE"), SERVICE_MAX_CONNECTIONS)
 # The service's idle keep-alive timeout: uvicorn's default --timeout-keep-alive is
 # 5 s, deploy/gunicorn.conf.py's keepalive 75 s. The pool closes idle connections
 # before it (SERVICE_KEEPALIVE_EXPIRY, by default 80 % of it): otherwise the client
