@@ -53,13 +53,9 @@ async def proxy(request: HttpRequest, route: ProxyRoute, body: OutgoingBody) -> 
     response ends, and a few hundred long streams would drain the pool.
     """
     user = await request.auser()  # type: ignore[attr-defined]
-    if _POOLED:
+    if settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
         await sync_to_async(close_old_connections)()
     return await forward(request, route, user_id=user.pk, body=body)
-
-
-#: Whether the database hands out connections from a pool (settings.DATABASES).
-_POOLED = bool(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"))
 
 
 def proxy_views(app: str) -> dict[str, View]:
