@@ -28,8 +28,7 @@ from django.http import HttpResponseBase
 
 from gateway.problems import problem
 from gateway.routes import ProxyRoute
-from gateway.state.admission import Decision, Verdict
-from gateway.state.connection import REDIS_ERRORS
+from gateway.state.decision import Decision, Verdict
 from gateway.state.shared import shared_state
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -216,7 +215,7 @@ async def admit(
                     stream_limit=stream_limit,
                     session_key=session_key,
                 )
-            except REDIS_ERRORS as exc:
+            except shared.errors as exc:
                 shared.link.failed(exc)
             else:
                 shared.link.succeeded()

@@ -13,15 +13,14 @@ most that long.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import secrets
-from dataclasses import dataclass
 
 from redis.commands.core import AsyncScript
 
 from gateway.state.batching import ScriptBatcher
 from gateway.state.connection import REDIS_ERRORS, RedisLink
+from gateway.state.decision import Decision, Verdict
 from gateway.state.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -69,22 +68,6 @@ return #KEYS
 RELEASE = """
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
-
-
-class Verdict(enum.IntEnum):
-    """What the admission script said (its first return value)."""
-
-    REVOKED = 0  # the session ended on some worker
-    RATE = 1  # over the rate: the second value is Retry-After
-    STREAMS = 2  # the user's stream slots are all taken
-    ADMITTED = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    verdict: Verdict
-    retry_after: int = 0
-    lease: Lease | None = None
 
 
 class SharedLimits:
