@@ -13,7 +13,6 @@ most that long.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 
 from redis.commands.core import AsyncScript
@@ -22,8 +21,6 @@ from gateway.state.batching import ScriptBatcher
 from gateway.state.connection import REDIS_ERRORS, RedisLink
 from gateway.state.decision import Decision, Verdict
 from gateway.state.keys import Keys
-
-logger = logging.getLogger(__name__)
 
 ADMIT = """
 local now = redis.call('TIME')

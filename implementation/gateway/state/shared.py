@@ -6,7 +6,6 @@ second of start-up).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -18,8 +17,6 @@ from gateway.state.keys import Keys
 if TYPE_CHECKING:
     from gateway.state.admission import SharedLimits
     from gateway.state.connection import RedisLink
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
