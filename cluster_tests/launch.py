@@ -42,8 +42,6 @@ from types import FrameType
 from typing import BinaryIO
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from cluster_tests.balancer import Balancer, Site, forward, listens
 from cluster_tests.netns import Host, pid_alive
 from cluster_tests.servers import (
@@ -55,7 +53,7 @@ from cluster_tests.servers import (
     run_mark,
 )
 from cluster_tests.topology import ClusterInfo, HostRecord, TierRecord
-from harness.processes import LOOPBACK, ManagedProcess, StartupError, tail
+from harness.processes import LOOPBACK, ManagedProcess
 
 #: Seconds the hosts have to answer after start (the harness gives the front 30 s).
 READY_TIMEOUT = float(os.environ.get("CLUSTER_READY_TIMEOUT", "60"))
@@ -308,7 +306,9 @@ class Tier:
         record.write(self.info.run_dir)
         self.balancer.add(Site(self.kind.name, listens(addresses, self.port), upstreams))
         self.balancer.reload()
-        self._wait_url(f"http://{front}{self.kind.ready}", "the balancer")
+        balancer = self.balancer.process
+        assert balancer is not None  # started above
+        balancer.wait_ready(f"http://{front}{self.kind.ready}", timeout=READY_TIMEOUT)
         return record
 
     def _spawn(self, host: Host) -> ManagedProcess:
@@ -345,25 +345,7 @@ class Tier:
     def _wait_hosts(self) -> None:
         for host in self.hosts:
             url = f"http://{host.address}:{self.port}{self.kind.ready}"
-            self._wait_url(url, f"host {host.name}", self.processes[host.name])
-
-    def _wait_url(self, url: str, what: str, process: ManagedProcess | None = None) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = "no answer yet"
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if process is not None and process.poll() is not None:
-                    raise StartupError(f"{what} exited with {process.poll()}:\n{tail(process.log)}")
-                try:
-                    response = client.get(url)
-                    if response.status_code == 200:
-                        return
-                    last = f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    last = type(exc).__name__
-                time.sleep(0.05)  # poll interval
-        log = process.log if process is not None else self.balancer.error_log
-        raise StartupError(f"{what} not ready at {url} ({last}):\n{tail(log)}")
+            self.processes[host.name].wait_ready(url, timeout=READY_TIMEOUT)
 
     def stop(self) -> None:
         """Stop nginx first (no new requests), then every host at once, within STOP_TIMEOUT."""
@@ -425,7 +407,7 @@ class LoopbackTier(Tier):
         # Written before gunicorn serves: the harness's readiness poll of the front is
         # what tells a test the tier is up, and the record must exist by then.
         record.write(self.info.run_dir)
-        self._wait_url(f"http://{front}{self.kind.ready}", "gunicorn on loopback", process)
+        process.wait_ready(f"http://{front}{self.kind.ready}", timeout=READY_TIMEOUT)
         return record
 
     def _named_control_socket(self, name: str) -> list[str]:
