@@ -2,11 +2,17 @@
 
 Growth is the end window against the reference window after warm-up, with a floor for
 small numbers; soak_tests/README.md ("The resource check") gives the rule and why.
+
+Descriptors are judged without the established TCP connections: those are the load in
+flight (a client socket and an upstream socket per request), a gauge that swings by
+tens of percent with the moment's mix. What a leak leaves behind is the rest: sockets
+the peer has closed and the gateway has not (CLOSE_WAIT), files, pipes, event fds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import threading
 import time
@@ -17,13 +23,22 @@ import psutil
 
 from harness.sampling import MIB, ProcessTree
 
+#: Judged by the growth rule. ``fds`` counts the descriptors outside established connections.
 METRICS = ("rss", "threads", "fds")
+#: Shown beside them, not judged: every descriptor, and the established connections alone.
+GAUGES = ("all_fds", "connections")
 GROWTH_LIMIT = 0.10
 WARMUP, REFERENCE_END, END_FROM = 0.2, 0.4, 0.6
 #: Smallest growth that may count as a leak, per metric (absolute units).
-FLOORS = {"rss": 2 * MIB, "threads": 4, "fds": 4}
+FLOORS = {"rss": 2 * MIB, "threads": 4, "fds": 8, "all_fds": 4, "connections": 4}
 #: How the end window is summarised, per metric (see the module docstring).
-END_STATISTIC = {"rss": "max", "threads": "median", "fds": "median"}
+END_STATISTIC = {
+    "rss": "max",
+    "threads": "median",
+    "fds": "median",
+    "all_fds": "median",
+    "connections": "median",
+}
 INTERVAL = 0.5
 
 
@@ -33,24 +48,33 @@ class Sample:
     rss: int
     threads: int
     fds: int
+    #: Reported, not judged: every open descriptor, and the established TCP connections.
+    all_fds: int = 0
+    connections: int = 0
 
     def get(self, metric: str) -> int:
         value: int = getattr(self, metric)
         return value
 
 
-def measure(tree: ProcessTree) -> tuple[int, int, int]:
+def measure(tree: ProcessTree, t: float = 0.0) -> Sample:
     """RSS and threads of the tree (harness.sampling) plus its open file descriptors."""
     usage = tree.usage()
-    fds = 0
+    all_fds = connections = 0
     try:
         processes = [tree.root, *tree.root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return usage.rss, usage.threads, 0
+        processes = []
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            fds += process.num_fds()
-    return usage.rss, usage.threads, fds
+            # Connections first: a connection that closes in between is then counted as an
+            # open descriptor for one sample, never subtracted from one it no longer holds.
+            tcp = process.net_connections(kind="tcp")
+            established = sum(1 for c in tcp if c.status == psutil.CONN_ESTABLISHED)
+            all_fds += process.num_fds()
+            connections += established
+    fds = max(all_fds - connections, 0)
+    return Sample(t, usage.rss, usage.threads, fds, all_fds, connections)
 
 
 class ResourceSampler:
@@ -69,8 +93,7 @@ class ResourceSampler:
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
         while time.monotonic() < deadline:
-            rss, threads, fds = measure(self.tree)
-            self.samples.append(Sample(time.monotonic(), rss, threads, fds))
+            self.samples.append(measure(self.tree, time.monotonic()))
             if self._stop.wait(self.interval):
                 return
 
@@ -88,7 +111,7 @@ class ResourceSampler:
 
     def relative(self, t0: float) -> list[Sample]:
         """The samples so far with ``t`` relative to ``t0`` (the start of the load)."""
-        return [Sample(s.t - t0, s.rss, s.threads, s.fds) for s in list(self.samples)]
+        return [dataclasses.replace(s, t=s.t - t0) for s in list(self.samples)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -114,6 +137,7 @@ class Growth:
     def to_json(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
+            "judged": self.metric in METRICS,
             "idle": self.idle,
             "start": self.start,
             "after_warmup_median": self.reference,

@@ -8,7 +8,13 @@ from typing import Any
 
 from harness.sampling import MIB
 
-UNITS = {"rss": ("MiB", MIB), "threads": ("", 1), "fds": ("", 1)}
+UNITS = {
+    "rss": ("MiB", MIB),
+    "threads": ("", 1),
+    "fds": ("", 1),
+    "all_fds": ("", 1),
+    "connections": ("", 1),
+}
 
 
 def write_report(directory: Path, data: dict[str, Any]) -> tuple[Path, Path]:
@@ -27,6 +33,12 @@ def _fmt(metric: str, value: float | None) -> str:
     if scale == 1:
         return f"{value:g}"
     return f"{value / scale:.1f} {unit}"
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if not row.get("judged", True):
+        return "(not judged)"
+    return "yes" if row["ok"] else "NO"
 
 
 def _pct(value: float | None) -> str:
@@ -85,7 +97,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             f"| {metric} | {_fmt(metric, row['idle'])} | {_fmt(metric, row['start'])} | "
             f"{_fmt(metric, row['after_warmup_median'])} | "
             f"{_fmt(metric, row['end'])} ({row['end_statistic']}) | {growth} | +{allowed} | "
-            f"{'yes' if row['ok'] else 'NO'} | {_fmt(metric, row['end_max'])} | "
+            f"{_verdict(row)} | {_fmt(metric, row['end_max'])} | "
             f"{_pct(row['peak_growth_pct'])} | {_fmt(metric, row['last'])} | "
             f"{_fmt(metric, row.get('after_run'))} |"
         )
