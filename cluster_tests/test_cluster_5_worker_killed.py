@@ -42,11 +42,12 @@ def test_cluster_5_a_killed_worker_loses_only_its_requests_and_its_slots_come_ba
         LOAD_CLIENTS, lambda client, n: _judge(post(loader, CHAT, new_token())), seconds=30
     )
     with contextlib.ExitStack() as stack:
+        before = _upstream_sockets(cluster, gateway)
         streams = [stack.enter_context(open_stream(streamer, STREAM, held)) for _ in range(cap)]
         for response in streams:
             assert response.status_code == 200
         fake.control.wait_for(lambda r: len(r) == cap, match=held)
-        victim, carried = _busiest_worker(cluster, gateway)
+        victim, carried = _busiest_worker(before, _upstream_sockets(cluster, gateway))
         assert carried >= 1, "some worker carries one of the held streams"
         load.start()
         poll(lambda: load.total() >= 20, within=10, every=0.05, what="load under way")
@@ -82,20 +83,42 @@ def test_cluster_5_a_killed_worker_loses_only_its_requests_and_its_slots_come_ba
     assert outcome["clean error"] <= LOAD_CLIENTS, outcome
 
 
-def _busiest_worker(cluster: Cluster, gateway: Running) -> tuple[int, int]:
-    """(pid of the gateway worker holding the most upstream streams, how many it holds)."""
+#: One socket of a gateway worker towards the service: (pid, local address, peer address).
+Socket = tuple[int, str, str]
+
+
+def _upstream_sockets(cluster: Cluster, gateway: Running) -> dict[Socket, int]:
+    """Every gateway worker's established connection to the service, with its bytes received.
+
+    A worker's pool keeps idle connections from earlier requests, so a count of
+    connections says nothing about streams; the bytes a connection received while the
+    held streams opened (and nothing else ran) say which ones carry them.
+    """
     record = cluster.tier(gateway)
     upstream_port = urlsplit(record.rewritten["SERVICE_BASE_URL"]).port
-    per_pid: Counter[int] = Counter()
+    found: dict[Socket, int] = {}
     for host in record.hosts:
-        ss = [SS, "-tnpH", "state", "established", f"( dport = :{upstream_port} )"]
+        ss = [SS, "-tnpiH", "state", "established", f"( dport = :{upstream_port} )"]
         lines = subprocess.run(
             cluster.info.hosts[host.name].exec_argv(ss),
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout  # fmt: skip
-        for pid in re.findall(r"pid=(\d+)", lines):
-            per_pid[int(pid)] += 1
-    assert per_pid, "no gateway worker holds a connection to the service"
+        # Each socket is a line of addresses and owner, then a line of TCP details.
+        for head, details in re.findall(r"^(\S.*)\n\s+(.*)$", lines, flags=re.MULTILINE):
+            fields, pid = head.split(), re.search(r"pid=(\d+)", head)
+            received = re.search(r"bytes_received:(\d+)", details)
+            if pid and len(fields) >= 4:
+                socket = (int(pid.group(1)), f"{host.name} {fields[2]}", fields[3])
+                found[socket] = int(received.group(1)) if received else 0
+    return found
+
+
+def _busiest_worker(before: dict[Socket, int], after: dict[Socket, int]) -> tuple[int, int]:
+    """(pid of the worker whose connections carried the most held streams, how many)."""
+    per_pid: Counter[int] = Counter(
+        socket[0] for socket, received in after.items() if received > before.get(socket, 0)
+    )
+    assert per_pid, f"no gateway worker's connection received a held stream's first event: {after}"
     pid, count = per_pid.most_common(1)[0]
     return pid, count
 
