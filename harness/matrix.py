@@ -1,6 +1,6 @@
 """Any implementation, side by side: one page with a row per requirement, a column per plug.
 
-    python -m harness.matrix run [--out DIR] [--timeout S] PLUG.toml ... [-- PYTEST ARGS]
+    python -m harness.matrix run [--out DIR] [--timeout S] [--jobs N] PLUG.toml ... [-- PYTEST ARGS]
     python -m harness.matrix render [--out DIR] RESULT_DIR ...
 
 ``run`` runs the contract suites once per plug file, each in its own pytest process
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -491,6 +492,29 @@ def run_plug(
     return {**load_result(result_dir), **run}
 
 
+def run_columns(
+    plugs: Sequence[Path],
+    out: Path,
+    extra: Sequence[str],
+    timeout: float,
+    suite: str = "contract",
+    jobs: int = 1,
+) -> list[dict[str, Any]]:
+    """Run every plug file (``jobs`` at a time), each into ``out/<slug>``; columns in order."""
+    columns = list(zip(plugs, slugs(plugs), strict=True))
+    for plug, slug in columns:
+        print(f"matrix: {display_path(plug)} -> {display_path(out / slug)}", flush=True)
+
+    def one(column: tuple[Path, str]) -> dict[str, Any]:
+        plug, slug = column
+        result = run_plug(plug.resolve(), out / slug, extra, timeout, suite)
+        print("matrix:   " + _column_line(result), flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, columns))
+
+
 def _run_logged(argv: list[str], log: Path, timeout: float) -> tuple[int | None, str | None]:
     """Run ``argv`` in the repository, output to ``log``; (exit code, error if it overran)."""
     with log.open("w") as out:
@@ -563,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--suite", choices=sorted(SUITES), default="contract", help="what to run per plug file"
     )
+    run.add_argument(
+        "--jobs", type=int, default=1, help="plug files run at once (each its own pytest)"
+    )
     render = commands.add_parser("render", help="render from existing contract.json files")
     render.add_argument("results", nargs="+", type=Path, metavar="RESULT_DIR")
     render.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -572,12 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("render takes no pytest arguments")
 
     if opts.command == "run":
-        results = []
-        for plug, slug in zip(opts.plugs, slugs(opts.plugs), strict=True):
-            print(f"matrix: {display_path(plug)} -> {display_path(opts.out / slug)}", flush=True)
-            result = run_plug(plug.resolve(), opts.out / slug, extra, opts.timeout, opts.suite)
-            print("matrix:   " + _column_line(result), flush=True)
-            results.append(result)
+        results = run_columns(opts.plugs, opts.out, extra, opts.timeout, opts.suite, opts.jobs)
     else:
         results = [load_result(path) for path in opts.results]
     matrix = write_matrix(results, opts.out)

@@ -7,7 +7,7 @@ suite against the variant and passes only when the run fails *and* the report
 marks every broken requirement as failed: a variant rejected for the wrong
 reason does not count.
 
-    python -m harness.selfcheck [PLUG.toml ...]
+    python -m harness.selfcheck [--jobs N] [PLUG.toml ...]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .plug import PlugError, load_plug
@@ -63,20 +64,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="*", type=Path)
     parser.add_argument("--report-dir", type=Path, default=Path("reports") / "selfcheck")
+    parser.add_argument("--jobs", type=int, default=2, help="variants run at once (default 2)")
     args = parser.parse_args(argv)
     # The reference's own variants by default; so few of them means they went missing.
     if not args.variants and len(DEFAULT_VARIANTS) < 3:
         print(f"selfcheck: need at least 3 broken variants, found {len(DEFAULT_VARIANTS)}")
         return 2
     args.variants = args.variants or DEFAULT_VARIANTS
-    ok = True
-    for path in args.variants:
+
+    def judge(path: Path) -> bool:
         try:
             rejected, message = check_variant(path.resolve(), args.report_dir)
         except PlugError as exc:
             rejected, message = False, str(exc)
-        ok &= rejected
         print(("ok    " if rejected else "FAIL  ") + message, flush=True)
+        return rejected
+
+    # Each variant is its own pytest run with its own servers: a few at once.
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        ok = all(list(pool.map(judge, args.variants)))
     verdict = "all" if ok else "NOT all"
     print(
         f"selfcheck: {verdict} of {len(args.variants)} broken variants were rejected "
