@@ -42,6 +42,7 @@ GATEWAY_KNOBS: dict[str, str] = {
     "quiz_rate": "100000/m",
     "trusted_proxies": "",
     "legacy_views": "0",  # optional routes; GW-LEGACY-1's tests turn them on
+    "drain_timeout": "5",  # after SIGTERM (OPS-DRAIN-2); the drain tests use their own
 }
 #: Every knob name, for checking a plug file's ``fixed`` table.
 KNOBS = frozenset(SERVICE_KNOBS) | frozenset(GATEWAY_KNOBS)

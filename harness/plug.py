@@ -47,6 +47,8 @@ PLACEHOLDERS: dict[str, str] = {
     "the gateway believes; empty: none (gateway)",
     "legacy_views": "`1` to serve the optional legacy routes `/api/legacy/*`, else `0` "
     "(GW-LEGACY-1; gateway)",
+    "drain_timeout": "seconds open streams may go on after SIGTERM before each ends with a "
+    "503 error event (OPS-DRAIN-2; gateway)",
     "username": "a test user's name (only in `create_user`)",
     "password": "a test user's password (only in `create_user`)",
 }

@@ -297,6 +297,11 @@ class ResponseParser:
         self._left = 0  # bytes left in the current chunk
         self._reader = EventReader()
 
+    @property
+    def pending(self) -> bytes:
+        """Body bytes after the last whole event (a cut mid-event leaves them here)."""
+        return self._reader.pending
+
     def header(self, name: str) -> str | None:
         name = name.lower()
         return next((v for k, v in self.headers if k == name), None)

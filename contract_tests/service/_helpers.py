@@ -58,8 +58,17 @@ def resolve(document: Mapping[str, Any], node: Any, _seen: frozenset[str] = froz
 
 
 def protected_operations() -> list[tuple[str, str]]:
-    """(METHOD, path) of every spec operation except ``GET /health``."""
-    return [(m, p) for m, p, _ in operations(service_spec()) if (m, p) != ("GET", "/health")]
+    """(METHOD, path) of every spec operation that declares a security requirement.
+
+    The probes (``GET /health``, ``/healthz``, ``/readyz``) declare none: they answer
+    without the secret.
+    """
+    return [(m, p) for m, p, op in operations(service_spec()) if op.get("security")]
+
+
+def probe_operations() -> list[tuple[str, str]]:
+    """(METHOD, path) of every spec operation served without the secret."""
+    return [(m, p) for m, p, op in operations(service_spec()) if not op.get("security")]
 
 
 # -- requests ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
 # and never reuses a connection the server is closing (RFC 9112 9.6). The gateway's
 # SERVICE_KEEPALIVE_EXPIRY and nginx's keepalive_timeout stay below it.
 keepalive = 75
-# A TERM lets open streams finish this long, then the worker is killed.
+# A TERM gives a worker this long, then it is killed. The gateway's own drain ends its
+# open streams cleanly before (GATEWAY_DRAIN_TIMEOUT, 20 s by default: keep it below).
 graceful_timeout = 30
 # A worker that stops answering gunicorn's heartbeat this long is killed and replaced.
 timeout = 30

@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from fastapi_service.core.body_limit import BodyLimitMiddleware
 from fastapi_service.core.config import ConfigError, Settings
@@ -25,13 +26,15 @@ from fastapi_service.core.files import MAX_UPLOAD_BODY
 from fastapi_service.core.llm import LLMClient, build_http_client
 from fastapi_service.core.middleware import install_auth
 from fastapi_service.core.problems import install_problem_handlers
+from fastapi_service.core.readiness import Readiness
 from fastapi_service.routers import chat, health, quiz
-from fastapi_service.schemas import DoneData, Problem, TokenData, ValidationProblem
+from fastapi_service.schemas import DoneData, NotReady, Problem, TokenData, ValidationProblem
 
 TITLE = "Lamla internal AI service"
 VERSION = "1.0.0"
 DESCRIPTION = (
-    "Internal service behind the gateway. Every route except `GET /health` requires the "
+    "Internal service behind the gateway. Every route except the probes (`GET /health`, "
+    "`GET /healthz`, `GET /readyz`) requires the "
     "shared secret in `X-Internal-Secret`; errors are RFC 9457 `application/problem+json`.\n\n"
     "The service trusts exactly the request headers listed in `info.x-trusted-headers`, "
     "which only the gateway sets (GW-PROXY-3): `X-Internal-Secret` (in `hmac` mode "
@@ -67,9 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled client per app and event loop, closed when the server stops.
-        async with build_http_client(settings) as http:
-            app.state.llm = LLMClient(http, settings)
-            yield
+        app.state.readiness.install_signal_hook()
+        try:
+            async with build_http_client(settings) as http:
+                app.state.llm = LLMClient(http, settings)
+                yield
+        finally:
+            await app.state.readiness.aclose()
 
     # debug stays False whatever FASTAPI_DEBUG says: Starlette's debug mode would put
     # tracebacks in 500 responses. FASTAPI_DEBUG only relaxes the placeholder check.
@@ -81,15 +88,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    app.state.readiness = Readiness(settings)
     # Added last = outermost: the secret is checked before any size or body handling.
     app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
-    install_auth(app, settings, body_limits=BODY_LIMITS, default_body_limit=DEFAULT_BODY_LIMIT)
+    install_auth(
+        app,
+        settings,
+        exempt=public_operations(health.router),
+        body_limits=BODY_LIMITS,
+        default_body_limit=DEFAULT_BODY_LIMIT,
+    )
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(quiz.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def public_operations(router: APIRouter) -> frozenset[tuple[str, str]]:
+    """(METHOD, path) of each route of ``router``: the ones the gate lets through unsigned."""
+    return frozenset(
+        (method, route.path)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -104,7 +128,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema["info"]["x-trusted-headers"] = list(TRUSTED_HEADERS)
         schema["info"]["x-gateway-only-prefixes"] = list(GATEWAY_ONLY_PREFIXES)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, ValidationProblem, TokenData, DoneData):
+        for model in (Problem, ValidationProblem, NotReady, TokenData, DoneData):
             definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, nested in definition.pop("$defs", {}).items():
                 schemas.setdefault(name, nested)

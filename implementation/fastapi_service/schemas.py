@@ -105,6 +105,13 @@ class ValidationIssue(BaseModel):
     type: str
 
 
+class Ready(BaseModel):
+    """Every readiness check passed: ``draining`` and ``llm`` are ``ok``."""
+
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "fail"]]
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem details object."""
 
@@ -114,6 +121,12 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+class NotReady(Problem):
+    """A 503 problem naming each readiness check with its state."""
+
+    checks: dict[str, Literal["ok", "fail"]]
 
 
 class ValidationProblem(Problem):

@@ -1,9 +1,10 @@
 """ASGI entry point: ``uvicorn lamla.asgi:application --lifespan on``.
 
-From the outside in (each layer in gateway/asgi/): the lifespan (start-up
-checks, closing the pooled client), the edge (trusted X-Forwarded-*, security
-headers), the body limit per route, the fast path for the proxied routes
-(GATEWAY_FAST_PATH), and Django for everything else.
+From the outside in (each layer in gateway/asgi/ or gateway/lifecycle/): the lifespan
+(start-up checks, the drain's signal hook, closing the pooled client), the edge
+(trusted X-Forwarded-*, security headers), the probes (/healthz, /readyz), the body
+limit per route, the fast path for the proxied routes (GATEWAY_FAST_PATH), and Django
+for everything else.
 """
 
 from __future__ import annotations
@@ -25,18 +26,24 @@ from gateway.asgi.gc_tuning import tune_gc  # noqa: E402
 from gateway.asgi.lifespan import LifespanApp  # noqa: E402
 from gateway.asgi.types import ASGIApp  # noqa: E402
 from gateway.checks import raise_for_errors  # noqa: E402
+from gateway.lifecycle import draining  # noqa: E402
+from gateway.lifecycle.probes import Probes, ServiceProbe, gateway_readiness  # noqa: E402
 from gateway.routes import served  # noqa: E402
 from gateway.state.shared import shared_state  # noqa: E402
 from gateway.upstream.client import aclose_clients  # noqa: E402  (needs the app registry)
 
+_service_probe = ServiceProbe()
+
 
 async def _startup() -> None:
     raise_for_errors()
+    draining.install(settings.GATEWAY_DRAIN_TIMEOUT)
     if settings.GATEWAY_GC_TUNING:
         tune_gc()
 
 
 async def _shutdown() -> None:
+    await _service_probe.aclose()
     await aclose_clients()
     shared = shared_state()
     if shared is not None:
@@ -51,8 +58,11 @@ def _body_limits(app: ASGIApp) -> BodyLimit:
 
 application = LifespanApp(
     edge(
-        _body_limits(
-            FastPath(django_application) if settings.GATEWAY_FAST_PATH else django_application
+        Probes(
+            _body_limits(
+                FastPath(django_application) if settings.GATEWAY_FAST_PATH else django_application
+            ),
+            gateway_readiness(_service_probe),
         ),
         settings.GATEWAY_TRUSTED_PROXIES,
     ),

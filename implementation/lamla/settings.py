@@ -190,6 +190,11 @@ GATEWAY_SYNC_VIEWS = env_bool("GATEWAY_SYNC_VIEWS", False)
 # process revokes at once, elsewhere (another worker) within this delay.
 GATEWAY_SESSION_CACHE_TTL = env_float("GATEWAY_SESSION_CACHE_TTL", 5.0)
 GATEWAY_SESSION_CACHE_SIZE = env_int("GATEWAY_SESSION_CACHE_SIZE", 10_000)
+# After SIGTERM, how long open streams may still run before each ends with one error
+# event (503, "restarting") and the process exits (gateway/lifecycle/draining.py).
+# Keep it below the supervisor's own limit (gunicorn graceful_timeout, Kubernetes
+# terminationGracePeriodSeconds), which kills the process when it runs out.
+GATEWAY_DRAIN_TIMEOUT = env_float("GATEWAY_DRAIN_TIMEOUT", 20.0)
 # Freeze the objects built at startup out of the garbage collector's scans and
 # collect young garbage in larger batches (gateway/asgi/gc_tuning.py).
 GATEWAY_GC_TUNING = env_bool("GATEWAY_GC_TUNING", True)

@@ -11,7 +11,8 @@ from gateway.problems import problem
 
 @api_view(methods=["GET"])
 async def health(request: HttpRequest) -> HttpResponseBase:
-    """Readiness probe: touches neither the database nor the service."""
+    """The seed's liveness probe: touches neither the database nor the service (see
+    gateway/lifecycle/probes.py for /healthz and /readyz)."""
     return JsonResponse({"status": "ok"})
 
 

@@ -1,4 +1,4 @@
-"""The gate in front of every route but `GET /health`: the shared secret, or a signature.
+"""The gate in front of every route but the probes: the shared secret, or a signature.
 
 Both are pure ASGI rather than `BaseHTTPMiddleware` so that they answer before
 routing and without wrapping streams or breaking context variables.
@@ -27,40 +27,55 @@ from fastapi_service.core.config import Settings
 from fastapi_service.core.problems import send_problem
 
 SECRET_HEADER = b"x-internal-secret"
+#: What a gate lets through without the secret unless told otherwise: the seed's probe.
+#: The app passes the routes of its probe router (main.py, ``public_operations``).
 EXEMPT = frozenset({("GET", "/health")})
+Operations = frozenset[tuple[str, str]]
 
 Clock = Callable[[], float]
 
 
 def install_auth(
-    app: Starlette, settings: Settings, *, body_limits: Mapping[str, int], default_body_limit: int
+    app: Starlette,
+    settings: Settings,
+    *,
+    exempt: Operations = EXEMPT,
+    body_limits: Mapping[str, int],
+    default_body_limit: int,
 ) -> None:
     """Add the gate that ``settings.auth_mode`` asks for to a FastAPI/Starlette app.
 
+    ``exempt``: the (METHOD, path) pairs served without the secret (the probes).
     Call it after adding the body-limit middleware, so the gate is outermost.
     """
     if settings.auth_mode == "hmac":
         app.add_middleware(
             SignedRequestMiddleware,
             secrets=settings.accepted_secrets,
+            exempt=exempt,
             limits=body_limits,
             default=default_body_limit,
         )
     else:
-        app.add_middleware(InternalSecretMiddleware, secrets=settings.accepted_secrets)
+        app.add_middleware(
+            InternalSecretMiddleware, secrets=settings.accepted_secrets, exempt=exempt
+        )
 
 
 class InternalSecretMiddleware:
     """Answer 401/403 problem+json unless `X-Internal-Secret` matches an accepted secret."""
 
-    def __init__(self, app: ASGIApp, *, secrets: tuple[bytes, ...]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, secrets: tuple[bytes, ...], exempt: Operations = EXEMPT
+    ) -> None:
         if not secrets or not all(secrets):
             raise ValueError("InternalSecretMiddleware needs at least one non-empty secret")
         self.app = app
         self.secrets = secrets
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in EXEMPT:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.exempt:
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope)
@@ -109,18 +124,20 @@ class SignedRequestMiddleware:
         secrets: tuple[bytes, ...],
         limits: Mapping[str, int],
         default: int,
+        exempt: Operations = EXEMPT,
         clock: Clock = time.time,
     ) -> None:
         if not secrets or not all(secrets):
             raise ValueError("SignedRequestMiddleware needs at least one non-empty secret")
         self.app = app
         self.secrets = secrets
+        self.exempt = exempt
         self.limits = dict(limits)
         self.default = default
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in EXEMPT:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.exempt:
             await self.app(scope, receive, send)
             return
         checked = self._check_headers(scope)

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 import httpx
 from django.http import StreamingHttpResponse
 
+from gateway.lifecycle.draining import DRAIN, RESTARTING
 from gateway.problems import problem_json_bytes
 from gateway.proxy.headers import downstream_response_headers
 from gateway.proxy.sse import EventBoundaryBuffer
@@ -79,20 +80,33 @@ async def _relay(
     on_close: Callable[[], None] | None,
 ) -> AsyncGenerator[bytes, None]:
     framing = RelayFraming(path, request_id)
+    watch = DRAIN.watch()
     try:
         yield b""  # the priming step of open_relay(); never sent
+        chunks = upstream.aiter_bytes()
         try:
-            async for chunk in upstream.aiter_bytes():
+            while True:
+                # Unbounded until the process drains, then the drain's deadline.
+                async with watch.read():
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
                 if ready := framing.feed(chunk):
                     yield ready
         except httpx.HTTPError as exc:
             yield framing.broke_off(exc)
+            return
+        except TimeoutError:
+            if not watch.expired:  # not the drain's (httpx raises its own timeouts)
+                raise
+            yield framing.restarting()
             return
         if rest := framing.end():
             yield rest
     finally:
         # Runs on normal end, on failure, on client disconnect (CancelledError
         # or GeneratorExit) and on garbage collection: the connection is freed.
+        watch.close()
         try:
             await upstream.aclose()
         finally:
@@ -123,6 +137,11 @@ class RelayFraming:
             self._request_id,
         )
         return self._buffer.error_event(problem_json_bytes(*stream_failure(exc)))
+
+    def restarting(self) -> bytes:
+        """The partial event dropped, the one error event of a stream cut by a drain."""
+        logger.info("stream %s ended by the drain (request %s)", self._path, self._request_id)
+        return self._buffer.error_event(problem_json_bytes(503, RESTARTING))
 
     def end(self) -> bytes:
         """The rest after the upstream body ended: its tail, or an error if it never finished."""

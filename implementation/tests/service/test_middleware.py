@@ -133,8 +133,11 @@ async def test_health_needs_no_secret_and_says_only_ok(client: httpx.AsyncClient
 
 
 @pytest.mark.asyncio
-async def test_only_get_health_is_exempt(app: FastAPI) -> None:
-    for method, path in [("POST", "/health"), ("GET", "/health/"), ("GET", "/healthz")]:
+async def test_only_the_probes_are_exempt(app: FastAPI) -> None:
+    for method, path in [("GET", "/health"), ("GET", "/healthz"), ("GET", "/readyz")]:
+        raw = await call_raw(app, method, path, [], body=None)
+        assert raw.status != 401, (method, path)
+    for method, path in [("POST", "/health"), ("GET", "/health/"), ("POST", "/readyz")]:
         raw = await call_raw(app, method, path, [], body=None)
         assert raw.status == 401, (method, path)
 
