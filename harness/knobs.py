@@ -43,6 +43,7 @@ GATEWAY_KNOBS: dict[str, str] = {
     "trusted_proxies": "",
     "legacy_views": "0",  # optional routes; GW-LEGACY-1's tests turn them on
     "drain_timeout": "5",  # after SIGTERM (OPS-DRAIN-2); the drain tests use their own
+    "log_format": "text",  # OPS-LOG-1's tests turn JSON on
 }
 #: Every knob name, for checking a plug file's ``fixed`` table.
 KNOBS = frozenset(SERVICE_KNOBS) | frozenset(GATEWAY_KNOBS)

@@ -49,6 +49,7 @@ PLACEHOLDERS: dict[str, str] = {
     "(GW-LEGACY-1; gateway)",
     "drain_timeout": "seconds open streams may go on after SIGTERM before each ends with a "
     "503 error event (OPS-DRAIN-2; gateway)",
+    "log_format": "`json` for one JSON object a log line (OPS-LOG-1), else `text` (gateway)",
     "username": "a test user's name (only in `create_user`)",
     "password": "a test user's password (only in `create_user`)",
 }

@@ -2,9 +2,9 @@
 
 From the outside in (each layer in gateway/asgi/ or gateway/lifecycle/): the lifespan
 (start-up checks, the drain's signal hook, closing the pooled client), the edge
-(trusted X-Forwarded-*, security headers), the probes (/healthz, /readyz), the body
-limit per route, the fast path for the proxied routes (GATEWAY_FAST_PATH), and Django
-for everything else.
+(trusted X-Forwarded-*, security headers), the probes (/healthz, /readyz), the request
+log (gateway/observability/), the body limit per route, the fast path for the proxied
+routes (GATEWAY_FAST_PATH), and Django for everything else.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from gateway.asgi.types import ASGIApp  # noqa: E402
 from gateway.checks import raise_for_errors  # noqa: E402
 from gateway.lifecycle import draining  # noqa: E402
 from gateway.lifecycle.probes import Probes, ServiceProbe, gateway_readiness  # noqa: E402
+from gateway.observability.observe import Observe, log_exchange  # noqa: E402
 from gateway.routes import served  # noqa: E402
 from gateway.state.shared import shared_state  # noqa: E402
 from gateway.upstream.client import aclose_clients  # noqa: E402  (needs the app registry)
@@ -50,6 +51,12 @@ async def _shutdown() -> None:
         await shared.aclose()  # gives back the leases of streams still open
 
 
+def _observed(app: ASGIApp) -> Observe:
+    """One log line per request (GATEWAY_REQUEST_LOG), proxied routes by their path."""
+    sinks = [log_exchange] if settings.GATEWAY_REQUEST_LOG else []
+    return Observe(app, routes=[route.path for route in served()], sinks=sinks)
+
+
 def _body_limits(app: ASGIApp) -> BodyLimit:
     """Each proxied route's own limit (gateway/routes.py); MAX_JSON_BODY everywhere else."""
     limits = {route.path: route.body_limit() for route in served()}
@@ -59,8 +66,12 @@ def _body_limits(app: ASGIApp) -> BodyLimit:
 application = LifespanApp(
     edge(
         Probes(
-            _body_limits(
-                FastPath(django_application) if settings.GATEWAY_FAST_PATH else django_application
+            _observed(
+                _body_limits(
+                    FastPath(django_application)
+                    if settings.GATEWAY_FAST_PATH
+                    else django_application
+                )
             ),
             gateway_readiness(_service_probe),
         ),

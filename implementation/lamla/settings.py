@@ -240,22 +240,30 @@ GATEWAY_TRUSTED_PROXIES = env_list("GATEWAY_TRUSTED_PROXIES", "")
 # secret never travels. The service must be set to the same mode.
 SERVICE_AUTH_MODE = env_choice(_service("AUTH_MODE"), "secret", ("secret", "hmac"))
 
-# Console logging at INFO. Nothing here formats request objects, headers or
-# cookies; the proxy never logs the secret.
+# Console logging at INFO: readable text, or one JSON object a line for a log pipeline
+# (LOG_FORMAT=json; gateway/observability/logformat.py), uvicorn's own lines included.
+# Nothing here formats request objects, headers or cookies; the proxy never logs the
+# secret. GATEWAY_REQUEST_LOG: one line per request (OPS-LOG-1; the probes excepted).
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+GATEWAY_REQUEST_LOG = env_bool("GATEWAY_REQUEST_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "text": {"()": "gateway.observability.logformat.TextFormatter"},
+        "json": {"()": "gateway.observability.logformat.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "apps": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "gateway": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # uvicorn's own lines in the same format. Not "uvicorn" itself: dictConfig resets
+        # the children of a logger it configures, which would undo --no-access-log.
+        "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # One INFO line per service call is noise; failures are logged by the gateway.
         "httpx": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "httpcore": {"handlers": ["console"], "level": "WARNING", "propagate": False},

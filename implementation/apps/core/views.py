@@ -21,6 +21,10 @@ async def api_not_found(request: HttpRequest, path: str = "") -> HttpResponseBas
     return problem(404, "No such API endpoint.")
 
 
+#: A catch-all: the request log and metrics name what it answers "unmatched", never its path.
+api_not_found.matches_any_path = True  # type: ignore[attr-defined]
+
+
 # Error handlers: Django calls these synchronously (in a worker thread under ASGI).
 
 

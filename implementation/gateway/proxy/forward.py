@@ -18,6 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from gateway.limits import Admission, admit
+from gateway.observability.exchange import note_upstream, note_user
 from gateway.proxy.bodies import OutgoingBody
 from gateway.proxy.failures import (
     MAX_ERROR_BODY,
@@ -51,6 +52,7 @@ async def forward(
     ``admission``: the request was admitted already (the fast path admits before
     it commits to serving, gateway/asgi/fastpath.py).
     """
+    note_user(user_id)
     if admission is None:
         admission = await admit(route, user_id)
         assert admission is not None  # None only for a cached session
@@ -107,6 +109,7 @@ async def _exchange(
         upstream = await client.send(outgoing, stream=True)
     except httpx.HTTPError as exc:
         return transport_failure(exc, path=upstream_path, request_id=request_id), False
+    note_upstream(upstream.status_code)
 
     handed_off = False
     try:

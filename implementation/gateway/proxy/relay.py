@@ -14,6 +14,7 @@ import httpx
 from django.http import StreamingHttpResponse
 
 from gateway.lifecycle.draining import DRAIN, RESTARTING
+from gateway.observability.exchange import StreamEnd, note_stream_end
 from gateway.problems import problem_json_bytes
 from gateway.proxy.headers import downstream_response_headers
 from gateway.proxy.sse import EventBoundaryBuffer
@@ -81,6 +82,7 @@ async def _relay(
 ) -> AsyncGenerator[bytes, None]:
     framing = RelayFraming(path, request_id)
     watch = DRAIN.watch()
+    ended: StreamEnd = "client_left"  # unless the stream comes to one of its own ends
     try:
         yield b""  # the priming step of open_relay(); never sent
         chunks = upstream.aiter_bytes()
@@ -94,18 +96,23 @@ async def _relay(
                 if ready := framing.feed(chunk):
                     yield ready
         except httpx.HTTPError as exc:
+            ended = "error"
             yield framing.broke_off(exc)
             return
         except TimeoutError:
             if not watch.expired:  # not the drain's (httpx raises its own timeouts)
                 raise
+            ended = "drained"
             yield framing.restarting()
             return
-        if rest := framing.end():
+        rest = framing.end()
+        ended = "done" if framing.done else "error"
+        if rest:
             yield rest
     finally:
         # Runs on normal end, on failure, on client disconnect (CancelledError
         # or GeneratorExit) and on garbage collection: the connection is freed.
+        note_stream_end(ended)
         watch.close()
         try:
             await upstream.aclose()
@@ -142,6 +149,11 @@ class RelayFraming:
         """The partial event dropped, the one error event of a stream cut by a drain."""
         logger.info("stream %s ended by the drain (request %s)", self._path, self._request_id)
         return self._buffer.error_event(problem_json_bytes(503, RESTARTING))
+
+    @property
+    def done(self) -> bool:
+        """Whether the upstream stream ended with its done event (not an error event)."""
+        return self._buffer.done
 
     def end(self) -> bytes:
         """The rest after the upstream body ended: its tail, or an error if it never finished."""

@@ -14,6 +14,7 @@ import re
 
 _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")
 _TERMINAL_LINE = re.compile(rb"event: ?(?:done|error)(?:\r\n?|\n|\Z)")
+_DONE_LINE = re.compile(rb"(?:\A|[\r\n])event: ?done(?:\r\n?|\n|\Z)")
 MAX_PENDING = 64 * 1024
 _NEWLINE_WALK = 64
 
@@ -33,6 +34,7 @@ class EventBoundaryBuffer:
         self._max_pending = max_pending
         self.at_boundary = True
         self.finished = False  # a done or error event was forwarded
+        self.done = False  # ... and it was done
 
     def feed(self, chunk: bytes) -> bytes:
         """Add ``chunk``; return the bytes that end on an event boundary."""
@@ -53,6 +55,7 @@ class EventBoundaryBuffer:
             self.at_boundary = False
         if out and not self.finished and has_terminal_event(out):
             self.finished = True
+            self.done = _DONE_LINE.search(out) is not None  # once per stream
         return out
 
     def flush(self) -> bytes:

@@ -113,10 +113,11 @@ def test_the_asgi_application_is_the_lifespan_wrapper() -> None:
     from gateway.asgi.edge import EdgeHeaders
     from gateway.asgi.fastpath import FastPath
     from gateway.lifecycle.probes import Probes
+    from gateway.observability.observe import Observe
     from lamla.asgi import application, django_application
 
     assert isinstance(application, LifespanApp)
-    # Outside in: trusted-proxy rewrite, edge headers, probes, body guard, fast path, Django.
+    # Outside in: proxy rewrite, edge headers, probes, request log, body guard, fast path, Django.
     proxy_headers = application.app
     assert isinstance(proxy_headers, ProxyHeadersMiddleware)
     assert proxy_headers.trusted_hosts.always_trust is False  # nobody by default (SEC-4)
@@ -124,7 +125,9 @@ def test_the_asgi_application_is_the_lifespan_wrapper() -> None:
     assert isinstance(edge_headers, EdgeHeaders)
     probes = edge_headers.app
     assert isinstance(probes, Probes)
-    guard = probes.app
+    observe = probes.app
+    assert isinstance(observe, Observe)
+    guard = observe.app
     assert isinstance(guard, BodyLimit)
     fast = guard.app
     assert isinstance(fast, FastPath)  # GATEWAY_FAST_PATH is on by default

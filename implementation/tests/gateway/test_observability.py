@@ -1,0 +1,113 @@
+"""The request log (gateway/observability/): the ASGI layer and the two formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from gateway.observability.exchange import CURRENT, Exchange, note_stream_end, note_user
+from gateway.observability.logformat import JsonFormatter, TextFormatter
+from gateway.observability.observe import UNMATCHED, Observe, exchange_fields
+
+
+def _scope(path: str = "/api/chat/") -> dict[str, Any]:
+    return {"type": "http", "method": "POST", "path": path, "headers": []}
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+async def _run(app: Any, path: str = "/api/chat/") -> tuple[list[Exchange], list[dict[str, Any]]]:
+    seen: list[Exchange] = []
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    observe = Observe(app, routes=["/api/chat/"], sinks=[seen.append])
+    await observe(_scope(path), _receive, send)
+    return seen, sent
+
+
+@pytest.mark.asyncio
+async def test_an_answer_is_measured_and_logged_once_with_what_the_layers_noted() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        note_user(7)
+        headers = [(b"x-request-id", b"abc")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"12345", "more_body": True})
+        note_stream_end("done")
+        note_stream_end("client_left")  # the first note wins
+        await send({"type": "http.response.body", "body": b"678"})
+
+    (exchange,), sent = await _run(app)
+    assert len(sent) == 3
+    fields = exchange_fields(exchange)
+    assert fields["request_id"] == "abc"
+    assert (fields["user_id"], fields["status"], fields["bytes"]) == (7, 200, 8)
+    assert (fields["route"], fields["stream_end"], fields["client_left"]) == (
+        "/api/chat/", "done", False,
+    )  # fmt: skip
+    assert 0 <= fields["ttfb_ms"] <= fields["duration_ms"]
+    assert CURRENT.get() is None, "the exchange outlived its request"
+
+
+@pytest.mark.asyncio
+async def test_an_answer_that_never_completed_is_a_client_that_left() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+
+    (exchange,), _ = await _run(app)
+    assert exchange.client_left
+
+
+@pytest.mark.asyncio
+async def test_an_app_that_raises_is_still_logged() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    seen: list[Exchange] = []
+    observe = Observe(app, routes=[], sinks=[seen.append])
+    with pytest.raises(RuntimeError):
+        await observe(_scope(), _receive, _noop_send)
+    assert len(seen) == 1
+    assert seen[0].status is None
+
+
+async def _noop_send(message: dict[str, Any]) -> None:
+    return None
+
+
+def test_routes_are_templates_never_raw_paths() -> None:
+    observe = Observe(_noop_send, routes=["/api/chat/"], sinks=[])  # type: ignore[arg-type]
+    assert observe.route_of("/api/chat/") == "/api/chat/"
+    assert observe.route_of("/api/auth/login/") == "/api/auth/login/"
+    assert observe.route_of("/api/secret-token-123/") == UNMATCHED
+
+
+def _record(fields: dict[str, object] | None) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "gateway.requests", logging.INFO, __file__, 1, "POST %s", ("x",), None
+    )
+    if fields is not None:
+        record.fields = fields
+    return record
+
+
+def test_json_lines_carry_the_fields_as_members() -> None:
+    line = JsonFormatter().format(_record({"status": 200, "user_id": None}))
+    data = json.loads(line)
+    assert data["message"] == "POST x"
+    assert (data["status"], data["user_id"], data["logger"]) == (200, None, "gateway.requests")
+    assert "\n" not in line
+
+
+def test_text_lines_carry_the_fields_as_name_value_pairs() -> None:
+    line = TextFormatter().format(_record({"status": 200, "user_id": None, "client_left": False}))
+    assert line.endswith("POST x status=200 client_left=no")
+    assert TextFormatter().format(_record(None)).endswith("gateway.requests: POST x")
