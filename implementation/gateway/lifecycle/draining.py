@@ -88,10 +88,6 @@ class Drain:
         for watch in list(self.streams):
             watch.expire_at(self.deadline)
 
-    def reset(self) -> None:
-        """Forget a drain (tests, or a process that serves again after a failed stop)."""
-        self.deadline = None
-
 
 #: The process's drain: one serving event loop per gateway process.
 DRAIN = Drain()
