@@ -244,9 +244,8 @@ SERVICE_AUTH_MODE = env_choice(_service("AUTH_MODE"), "secret", ("secret", "hmac
 # (LOG_FORMAT=json; gateway/observability/logformat.py), uvicorn's own lines included.
 # Nothing here formats request objects, headers or cookies; the proxy never logs the
 # secret. GATEWAY_REQUEST_LOG: one line per request (OPS-LOG-1; the probes excepted),
-# on by default with the JSON format only: the line still costs small requests about
-# 15 % of one worker's throughput (README, "Configuration"), so text mode stays quiet
-# unless asked.
+# on by default with the JSON format only until its cost to small requests is pinned
+# down (README, "Configuration": measured between none and 16 % of one worker).
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 GATEWAY_REQUEST_LOG = env_bool("GATEWAY_REQUEST_LOG", LOG_FORMAT == "json")
 LOGGING = {
