@@ -244,8 +244,8 @@ SERVICE_AUTH_MODE = env_choice(_service("AUTH_MODE"), "secret", ("secret", "hmac
 # (LOG_FORMAT=json; gateway/observability/logformat.py), uvicorn's own lines included.
 # Nothing here formats request objects, headers or cookies; the proxy never logs the
 # secret. GATEWAY_REQUEST_LOG: one line per request (OPS-LOG-1; the probes excepted),
-# on by default with the JSON format only until its cost to small requests is pinned
-# down (README, "Configuration": measured between none and 16 % of one worker).
+# on by default with the JSON format only until its cost to small requests comes down
+# (README, "Configuration": 12-18 % of one worker in the perf report's side-by-side rows).
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 GATEWAY_REQUEST_LOG = env_bool("GATEWAY_REQUEST_LOG", LOG_FORMAT == "json")
 LOGGING = {
