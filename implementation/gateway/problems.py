@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -26,10 +27,12 @@ def problem(
     *,
     title: str | None = None,
     headers: dict[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JsonResponse:
-    """A problem+json response; ``headers`` adds e.g. Allow or Retry-After."""
+    """A problem+json response; ``headers`` adds e.g. Allow or Retry-After, ``extensions``
+    extra members of the problem object (RFC 9457 section 3.2)."""
     response = JsonResponse(
-        problem_body(status, detail, title=title),
+        {**problem_body(status, detail, title=title), **(extensions or {})},
         status=status,
         content_type=PROBLEM_CONTENT_TYPE,
     )

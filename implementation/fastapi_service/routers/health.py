@@ -40,11 +40,7 @@ async def healthz() -> Health:
     responses={
         503: {
             "description": "A check failed, or the process is stopping (SIGTERM).",
-            "content": {
-                PROBLEM_MEDIA_TYPE: {
-                    "schema": {"$ref": f"#/components/schemas/{NotReady.__name__}"}
-                }
-            },
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": NOT_READY_SCHEMA}}},
         }
     },
 )

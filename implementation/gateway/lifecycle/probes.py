@@ -21,7 +21,7 @@ from django.http import HttpResponseBase, JsonResponse
 from gateway.asgi.responses import send_response
 from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.lifecycle.readiness import Readiness
-from gateway.problems import PROBLEM_CONTENT_TYPE, problem, problem_body
+from gateway.problems import problem
 from gateway.state.shared import shared_state
 from gateway.upstream.client import service_url
 
@@ -53,10 +53,8 @@ class Probes:
         report = await self.readiness.report()
         if report.ready:
             return JsonResponse({"status": "ready", "checks": report.checks})
-        body = problem_body(503, "Not ready: " + ", ".join(report.failing) + ".")
-        return JsonResponse(
-            {**body, "checks": report.checks}, status=503, content_type=PROBLEM_CONTENT_TYPE
-        )
+        detail = "Not ready: " + ", ".join(report.failing) + "."
+        return problem(503, detail, extensions={"checks": report.checks})
 
 
 class ServiceProbe:
