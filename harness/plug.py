@@ -24,6 +24,8 @@ from harness.spec import route
 PLACEHOLDERS: dict[str, str] = {
     "python": "the Python interpreter running the suite (`sys.executable`)",
     "port": "a free TCP port on 127.0.0.1 for this component",
+    "metrics_port": "another free TCP port on 127.0.0.1, for this component's metrics "
+    "(OPS-METRICS-1)",
     "state_dir": "an empty directory private to this component instance (put the database here)",
     "secret": "the shared secret of the run (`X-Internal-Secret`; the signing key in `hmac` mode)",
     "previous_secret": "the previous secret, still accepted during rotation, or empty (service)",
@@ -79,6 +81,7 @@ COMPONENT_KEYS = frozenset(
         "create_user",
         "upstream_http_version",
         "fixed",
+        "metrics",
     }
 )
 BASELINE_KEYS = frozenset({"description", "chat_path", "stream_path"})
@@ -108,6 +111,8 @@ class Component:
     upstream_http_version: str = "1.1"
     #: Knobs it does not let you set, with the value they always have (harness/knobs.py).
     fixed: Mapping[str, str] = field(default_factory=dict)
+    #: The URL of its Prometheus metrics, with placeholders (OPS-METRICS-1); None: none.
+    metrics: str | None = None
 
     def templates(self) -> list[tuple[str, str]]:
         """Every string the harness fills in, with the key it stands under (for messages)."""
@@ -116,6 +121,7 @@ class Component:
         found += [(f"{where}.env.{key}", text) for key, text in self.env.items()]
         found += [(f"{where}.setup", text) for command in self.setup for text in command]
         found += [(f"{where}.create_user", text) for text in self.create_user or ()]
+        found += [(f"{where}.metrics", self.metrics)] if self.metrics else []
         return found
 
     @functools.cached_property
@@ -333,6 +339,12 @@ def _component(data: dict[str, Any], name: str, label: str, replaced: Collection
     if http_version not in ("1.1", "2"):
         raise PlugError(f'{label}: {where}.upstream_http_version must be "1.1" or "2"')
 
+    metrics = section.get("metrics")
+    if metrics is not None and not (
+        isinstance(metrics, str) and metrics.startswith(("http://", "https://"))
+    ):
+        raise PlugError(f"{label}: {where}.metrics must be an http:// URL string")
+
     fixed = _fixed(section, label, where)
     component = Component(
         name=name,
@@ -344,6 +356,7 @@ def _component(data: dict[str, Any], name: str, label: str, replaced: Collection
         env=dict(env),
         setup=tuple(tuple(c) for c in setup),
         create_user=tuple(create_user) if create_user else None,
+        metrics=metrics,
     )
     _check_placeholders(component, label)
     return component

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +72,50 @@ def own_suite(files: list[str]) -> str | None:
     if len(suites) == 1 and (suite := suites.pop()) in OWN_SUITES:
         return suite
     return None
+
+
+# -- the metrics table (spec/requirements.md, "The metrics"; OPS-METRICS-1) ----------------------
+_METRIC_ROW = re.compile(
+    r"^\| `(?P<name>[a-z_]+)` \| (?P<type>counter|gauge|histogram) \|(?P<labels>[^|]*)\|"
+)
+_LABEL = re.compile(r"`([a-z_]+)`(?: \(([^)]*)\))?")
+#: OPS-METRICS-3: the values ``method`` may take.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"})
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the spec's metrics table."""
+
+    name: str
+    type: str  # counter, gauge or histogram
+    labels: tuple[str, ...]
+    #: The values the table lists for a label (``end``: done, error, ...); open labels absent.
+    values: Mapping[str, frozenset[str]] = field(default_factory=dict, compare=False)
+
+    @property
+    def family(self) -> str:
+        """The name the text format's ``# TYPE`` line uses (a counter's without ``_total``)."""
+        return self.name.removesuffix("_total") if self.type == "counter" else self.name
+
+    def sample_names(self) -> frozenset[str]:
+        """The names its samples carry in a scrape."""
+        if self.type == "histogram":
+            return frozenset(f"{self.name}_{part}" for part in ("bucket", "count", "sum"))
+        return frozenset({self.name})
+
+
+def metric_table(path: Path = SPEC) -> tuple[Metric, ...]:
+    """Every metric the spec's table names, in table order."""
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if match := _METRIC_ROW.match(line):
+            cells = _LABEL.findall(match["labels"])
+            values = {
+                label: frozenset(re.findall(r"`([a-z_]+)`", listed))
+                for label, listed in cells
+                if listed
+            }
+            labels = tuple(label for label, _ in cells)
+            found.append(Metric(match["name"], match["type"], labels, values))
+    return tuple(found)

@@ -40,6 +40,8 @@ class Running:
     #: The knobs whose value in this process is known (honoured or fixed; harness/knobs.py).
     knobs: Mapping[str, str]
     component: Component
+    #: Where its Prometheus metrics are scraped (the plug's ``metrics``); None: not served.
+    metrics_url: str | None = None
 
     @property
     def log(self) -> Path:
@@ -136,7 +138,9 @@ class Harness:
         process, url, values = self.service_process(llm_url, secret=secret, **knobs)
         process.wait_ready(url + self.plug.service.ready)
         known = effective_knobs(self.plug.service, {k: values[k] for k in SERVICE_KNOBS})
-        return Running("service", url, int(values["port"]), process, known, self.plug.service)
+        service = self.plug.service
+        metrics = _metrics_url(service, values)
+        return Running("service", url, int(values["port"]), process, known, service, metrics)
 
     def start_gateway(
         self,
@@ -160,7 +164,8 @@ class Harness:
         process, url = self._spawn_component(component, values, users=users)
         process.wait_ready(url + component.ready)
         known = effective_knobs(component, {k: values[k] for k in GATEWAY_KNOBS})
-        return Running(component.name, url, int(values["port"]), process, known, component)
+        metrics = _metrics_url(component, values)
+        return Running(component.name, url, int(values["port"]), process, known, component, metrics)
 
     def _spawn_component(
         self, component: Component, values: dict[str, str], users: Sequence[User] = ()
@@ -168,7 +173,12 @@ class Harness:
         n = next(self._counter)
         state_dir = self.run_dir / f"{component.name}-{n}"
         state_dir.mkdir(parents=True, exist_ok=True)
-        values.update(python=sys.executable, port=str(free_port()), state_dir=str(state_dir))
+        values.update(
+            python=sys.executable,
+            port=str(free_port()),
+            metrics_port=str(free_port()),
+            state_dir=str(state_dir),
+        )
         where = f"{self.plug.path.name} [{component.name}]"
         env = {k: render(v, values, where=f"{where}.env.{k}") for k, v in component.env.items()}
         full_env = {**os.environ, **env}
@@ -203,3 +213,9 @@ class Harness:
             fake.control.close()
         for process in reversed(self._processes):
             process.stop()
+
+
+def _metrics_url(component: Component, values: Mapping[str, str]) -> str | None:
+    if component.metrics is None:
+        return None
+    return render(component.metrics, values, where=f"[{component.name}].metrics")

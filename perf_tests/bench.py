@@ -211,6 +211,13 @@ class Bench:
 
         return ProcessTree(self.gateway.process.pid).settle(busy=busy, timeout=timeout)
 
+    def pid(self, key: str) -> int | None:
+        """The process id of a started route's gateway (None: not one of ours, or not started)."""
+        if key == GATEWAY and self.gateway is not None:
+            return self.gateway.process.pid
+        running = self._started.get(key)
+        return None if running is None else running.process.pid
+
     def stop_baseline(self, key: str) -> None:
         """Stop a baseline now (after a burst a slow one would work through its backlog)."""
         running = self._started.pop(key, None)

@@ -1,4 +1,5 @@
-"""RSS of a process tree against work done, sampled in a background thread (PERF-1)."""
+"""Background samplers: RSS of a process tree against work done (PERF-1), and the
+gateway's own metrics over time (the perf report's metrics plot)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
+from harness.metrics import MetricsUnavailable, read_metrics
 from harness.sampling import ProcessTree
 
 
@@ -75,3 +77,64 @@ class Sampler:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class MetricsPoint:
+    """What the gateway's own metrics said at one instant (OPS-METRICS)."""
+
+    t: float
+    streams_open: float
+    pool_in_use: float
+    pool_idle: float
+    pool_waiting: float
+    ttfb_count: float
+    ttfb_sum: float
+
+
+class MetricsTimeline:
+    """Scrapes the gateway's metrics every ``interval`` seconds in a background thread.
+
+    A scrape that fails is skipped (the gateway is busy; the next one may answer). The
+    thread stops on :meth:`stop` or after ``max_seconds``.
+    """
+
+    def __init__(self, url: str, *, interval: float = 0.25, max_seconds: float = 300.0) -> None:
+        self.url = url
+        self.interval = interval
+        self.max_seconds = max_seconds
+        self.points: list[MetricsPoint] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="metrics-timeline", daemon=True)
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        deadline = time.monotonic() + self.max_seconds
+        while time.monotonic() < deadline:
+            try:
+                s = read_metrics(self.url, timeout=2.0)
+            except MetricsUnavailable:
+                self.failures += 1
+            else:
+                self.points.append(
+                    MetricsPoint(
+                        t=time.perf_counter() - started,
+                        streams_open=s.value("gateway_streams_open"),
+                        pool_in_use=s.value("gateway_upstream_connections", state="in_use"),
+                        pool_idle=s.value("gateway_upstream_connections", state="idle"),
+                        pool_waiting=s.value("gateway_upstream_waiting"),
+                        ttfb_count=s.value("gateway_stream_ttfb_seconds_count"),
+                        ttfb_sum=s.value("gateway_stream_ttfb_seconds_sum"),
+                    )
+                )
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> MetricsTimeline:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)

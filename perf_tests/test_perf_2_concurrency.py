@@ -17,6 +17,7 @@ from harness.sampling import ProcessTree
 from perf_tests.bench import DIRECT, GATEWAY, Bench, Route
 from perf_tests.held import HeldRun, hold_streams
 from perf_tests.report import PerfReport
+from perf_tests.sampler import MetricsTimeline
 
 LEVELS = (250, 500, 1000)
 MAX_THREADS = 32
@@ -38,9 +39,18 @@ def held(bench: Bench, report: PerfReport) -> Iterator[HeldRun]:
     fake.reset()
     token = fake.behave(hold_after=0)
     tree = ProcessTree(bench.gateway.process.pid)
-    run = loadgen.run(hold_streams(gateway, fake, tree, token, LEVELS))
+    # The gateway's own view of the run, when it serves metrics (the report's plot).
+    url = bench.gateway.metrics_url
+    timeline = MetricsTimeline(url).start() if url else None
+    try:
+        run = loadgen.run(hold_streams(gateway, fake, tree, token, LEVELS))
+    finally:
+        if timeline is not None:
+            timeline.stop()
     report.data["held_streams"] = run.summary()
     report.series["held"] = run.levels
+    if timeline is not None:
+        report.series["gateway_metrics"] = timeline.points
     yield run
     fake.reset()
 

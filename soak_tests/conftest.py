@@ -39,6 +39,9 @@ SOAK_GATEWAY_KNOBS = {
     "max_streams_per_user": "100000",
     "chat_rate": "100000000/m",
     "quiz_rate": "100000000/m",
+    # Watched as a deployment is: the request log on (and the metrics, when the plug
+    # file serves them), so SOAK-1 also proves they leak nothing over time.
+    "log_format": "json",
 }
 #: The clients share this many logged-in users (round-robin).
 USERS = 4

@@ -3,6 +3,8 @@
 Configuration comes from FASTAPI_SECRET, FASTAPI_SECRET_PREVIOUS, FASTAPI_AUTH_MODE, FASTAPI_DEBUG,
 LLM_BASE_URL, LLM_API_KEY, LLM_MODEL and LLM_TIMEOUT (see `core.config`). Host, port
 and workers are uvicorn's command-line flags; FASTAPI_HOST/PORT/WORKERS are not read.
+With METRICS_PORT set, the Prometheus metrics are served there (on METRICS_HOST,
+127.0.0.1 by default), never on the service's own port (`deploy/metrics.py`).
 
 `app` is built on first access (PEP 562 module `__getattr__`), so tests and the
 OpenAPI exporter can import `create_app` without a configured environment, while
@@ -16,17 +18,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from deploy.metrics import Listener, serve
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from fastapi_service.core.body_limit import BodyLimitMiddleware
-from fastapi_service.core.config import ConfigError, Settings
+from fastapi_service.core.config import ConfigError, Settings, metrics_listener
 from fastapi_service.core.files import MAX_UPLOAD_BODY
 from fastapi_service.core.llm import LLMClient, build_http_client
 from fastapi_service.core.middleware import install_auth
 from fastapi_service.core.problems import install_problem_handlers
 from fastapi_service.core.readiness import Readiness
+from fastapi_service.core.request_metrics import RequestMetricsMiddleware
 from fastapi_service.routers import chat, health, quiz
 from fastapi_service.schemas import DoneData, NotReady, Problem, TokenData, ValidationProblem
 
@@ -63,20 +67,27 @@ BODY_LIMITS = {
 DEFAULT_BODY_LIMIT = 64 * 1024
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service; without `settings` they are read from the environment."""
-    settings = settings or Settings.from_env()
+def create_app(settings: Settings | None = None, *, metrics: Listener | None = None) -> FastAPI:
+    """Build the service; without `settings` they, and `metrics`, are read from the environment.
+
+    ``metrics``: where the lifespan serves the Prometheus metrics; None: nowhere.
+    """
+    if settings is None:
+        settings, metrics = Settings.from_env(), metrics_listener()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One pooled client per app and event loop, closed when the server stops.
         app.state.readiness.install_signal_hook()
+        metrics_server = serve(metrics)  # None under gunicorn: its master serves them
         try:
             async with build_http_client(settings) as http:
                 app.state.llm = LLMClient(http, settings)
                 yield
         finally:
             await app.state.readiness.aclose()
+            if metrics_server is not None:
+                metrics_server.close()
 
     # debug stays False whatever FASTAPI_DEBUG says: Starlette's debug mode would put
     # tracebacks in 500 responses. FASTAPI_DEBUG only relaxes the placeholder check.
@@ -98,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_limits=BODY_LIMITS,
         default_body_limit=DEFAULT_BODY_LIMIT,
     )
+    # Outermost of the app's middleware: what the gate refuses is counted too (OPS-METRICS-5).
+    # Its labels come from the document (late-bound: `app.openapi` is replaced below).
+    app.add_middleware(RequestMetricsMiddleware, openapi=lambda: app.openapi())
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
@@ -139,7 +153,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def _app_from_env() -> FastAPI:
     try:
-        return create_app(Settings.from_env())
+        return create_app(Settings.from_env(), metrics=metrics_listener())
     except ConfigError as exc:
         raise SystemExit(f"fastapi_service: {exc}") from None
 

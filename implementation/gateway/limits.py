@@ -26,6 +26,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpResponseBase
 
+from gateway.observability.exchange import note_limited
 from gateway.problems import problem
 from gateway.routes import ProxyRoute
 from gateway.state.decision import Decision, Verdict
@@ -256,11 +257,17 @@ def _decide(route: ProxyRoute, user_id: object, retry: int | None) -> Admission:
     return None, slot
 
 
+#: The bucket a 429 of the stream cap is counted in (the rate buckets are the routes').
+STREAMS_BUCKET = "streams"
+
+
 def _rate_refusal(route: ProxyRoute, retry: int) -> HttpResponseBase:
+    note_limited(route.bucket)
     return too_many(f"Too many {route.bucket} requests: try again in {retry} s.", retry)
 
 
 def _streams_refusal() -> HttpResponseBase:
+    note_limited(STREAMS_BUCKET)
     limit = settings.GATEWAY_MAX_STREAMS_PER_USER
     return too_many(f"You already have {limit} streams open: close one first.", 1)
 

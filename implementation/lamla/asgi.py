@@ -1,10 +1,11 @@
 """ASGI entry point: ``uvicorn lamla.asgi:application --lifespan on``.
 
-From the outside in (each layer in gateway/asgi/ or gateway/lifecycle/): the lifespan
-(start-up checks, the drain's signal hook, closing the pooled client), the edge
-(trusted X-Forwarded-*, security headers), the probes (/healthz, /readyz), the request
-log (gateway/observability/), the body limit per route, the fast path for the proxied
-routes (GATEWAY_FAST_PATH), and Django for everything else.
+From the outside in (each layer in gateway/asgi/, gateway/lifecycle/ or
+gateway/observability/): the lifespan (start-up checks, the drain's signal hook, the
+metrics listener and pool sampler, closing the pooled client), the edge (trusted
+X-Forwarded-*, security headers), the probes (/healthz, /readyz), the metrics and the
+request log, the body limit per route, the fast path for the proxied routes
+(GATEWAY_FAST_PATH), and Django for everything else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lamla.settings")
 
 django_application = get_asgi_application()
 
+from deploy import metrics  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from gateway.asgi.body_limit import BodyLimit  # noqa: E402
@@ -28,22 +30,35 @@ from gateway.asgi.types import ASGIApp  # noqa: E402
 from gateway.checks import raise_for_errors  # noqa: E402
 from gateway.lifecycle import draining  # noqa: E402
 from gateway.lifecycle.probes import Probes, ServiceProbe, gateway_readiness  # noqa: E402
-from gateway.observability.observe import Observe, log_exchange  # noqa: E402
+from gateway.observability.metrics import Metrics, PoolSampler  # noqa: E402
+from gateway.observability.observe import Observe, RequestLog, Sink  # noqa: E402
 from gateway.routes import served  # noqa: E402
 from gateway.state.shared import shared_state  # noqa: E402
-from gateway.upstream.client import aclose_clients  # noqa: E402  (needs the app registry)
+from gateway.upstream.client import aclose_clients, pool_stats  # noqa: E402  (app registry)
 
 _service_probe = ServiceProbe()
+_pool_sampler = PoolSampler(pool_stats)
+_metrics_server: metrics.MetricsServer | None = None
 
 
 async def _startup() -> None:
+    global _metrics_server
     raise_for_errors()
     draining.install(settings.GATEWAY_DRAIN_TIMEOUT)
     if settings.GATEWAY_GC_TUNING:
         tune_gc()
+    if settings.METRICS is not None:
+        _pool_sampler.start()
+        _metrics_server = metrics.serve(settings.METRICS)
 
 
 async def _shutdown() -> None:
+    global _metrics_server
+    if settings.METRICS is not None:
+        await _pool_sampler.stop()
+    if _metrics_server is not None:
+        _metrics_server.close()
+        _metrics_server = None
     await _service_probe.aclose()
     await aclose_clients()
     shared = shared_state()
@@ -52,8 +67,12 @@ async def _shutdown() -> None:
 
 
 def _observed(app: ASGIApp) -> Observe:
-    """One log line per request (GATEWAY_REQUEST_LOG), proxied routes by their path."""
-    sinks = [log_exchange] if settings.GATEWAY_REQUEST_LOG else []
+    """The metrics (METRICS_PORT) and one log line per request (GATEWAY_REQUEST_LOG)."""
+    sinks: list[Sink] = []
+    if settings.METRICS is not None:
+        sinks.append(Metrics())
+    if settings.GATEWAY_REQUEST_LOG:
+        sinks.append(RequestLog())
     return Observe(app, routes=[route.path for route in served()], sinks=sinks)
 
 

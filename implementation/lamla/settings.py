@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from corsheaders.defaults import default_headers
+from deploy.metrics import Listener
 from django.core.exceptions import ImproperlyConfigured
 
 from lamla.env import env_bool, env_choice, env_float, env_int, env_list, env_name, env_str
@@ -239,6 +240,15 @@ GATEWAY_TRUSTED_PROXIES = env_list("GATEWAY_TRUSTED_PROXIES", "")
 # (the default); "hmac" signs each request with it instead (SEC-7), and the
 # secret never travels. The service must be set to the same mode.
 SERVICE_AUTH_MODE = env_choice(_service("AUTH_MODE"), "secret", ("secret", "hmac"))
+
+# Prometheus metrics (OPS-METRICS; README, "Operating"): with METRICS_PORT set, the
+# gateway counts every request and serves its metrics on METRICS_HOST:METRICS_PORT
+# (127.0.0.1 unless set), never on its own port; under gunicorn the master serves
+# every worker's (deploy/metrics.py). Unset: no metrics, and nothing counted.
+try:
+    METRICS = Listener.from_environ()
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 # Console logging at INFO: readable text, or one JSON object a line for a log pipeline
 # (LOG_FORMAT=json; gateway/observability/logformat.py), uvicorn's own lines included.

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from deploy.metrics import Listener
+
 PLACEHOLDER_SECRET = "change-me-in-production-secret-key"  # noqa: S105 - the value we refuse
 DEFAULT_LLM_BASE_URL = "http://127.0.0.1:8100/v1"
 DEFAULT_LLM_MODEL = "fake-model"
@@ -102,6 +104,17 @@ class Settings:
             llm_timeout=_parse_seconds("LLM_TIMEOUT", get("LLM_TIMEOUT"), DEFAULT_LLM_TIMEOUT),
             auth_mode=(get("FASTAPI_AUTH_MODE") or "secret").strip().lower(),
         )
+
+
+def metrics_listener() -> Listener | None:
+    """Where to serve the metrics (deploy/metrics.py reads METRICS_PORT and METRICS_HOST).
+
+    None when METRICS_PORT is unset: no listener, and the metrics cost only their counting.
+    """
+    try:
+        return Listener.from_environ()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_secret(name: str, value: str, *, debug: bool) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from fastapi_service.core.config import Settings
+from fastapi_service.core.metrics import LLMCall, Operation
 
 logger = logging.getLogger("fastapi_service")
 
@@ -158,11 +159,21 @@ class LLMClient:
         self,
         messages: Sequence[Message],
         *,
+        operation: Operation,
         user: str | None = None,
         response_format: dict[str, Any] | None = None,
     ) -> Completion:
-        """One whole answer; raises an `LLMError` subclass on any failure."""
+        """One whole answer; raises an `LLMError` subclass on any failure.
+
+        ``operation`` is what the call is for (``chat``, ``quiz``), as its metrics count it.
+        """
         payload = self._payload(messages, user=user, stream=False, response_format=response_format)
+        with LLMCall(operation) as call:
+            completion = await self._complete(payload)
+            call.finish(completion.usage)
+        return completion
+
+    async def _complete(self, payload: dict[str, Any]) -> Completion:
         try:
             response = await self._http.post(self._url, json=payload, headers=self._headers)
         except httpx.HTTPError as exc:
@@ -184,26 +195,30 @@ class LLMClient:
         """Yield text deltas as they arrive, then the `Usage`.
 
         Raises an `LLMError` subclass on any failure. Closing the generator (or
-        cancelling the task iterating it) closes the LLM response and its connection.
+        cancelling the task iterating it) closes the LLM response and its connection,
+        and counts the call as cancelled unless the LLM had already finished.
         """
         payload = self._payload(messages, user=user, stream=True)
         headers = {**self._headers, "Accept": "text/event-stream"}
-        try:
-            async with self._http.stream(
-                "POST", self._url, json=payload, headers=headers
-            ) as response:
-                if response.status_code >= 300:
-                    _raise_for_status(response)
-                _require_content_type(response, _is_event_stream, "an event stream")
-                usage = Usage()
-                async for item in _parse_sse(response):
-                    if isinstance(item, Usage):
-                        usage = item
-                    else:
-                        yield item
-                yield usage
-        except httpx.HTTPError as exc:
-            raise _map_transport_error(exc) from exc
+        with LLMCall("stream") as call:
+            try:
+                async with self._http.stream(
+                    "POST", self._url, json=payload, headers=headers
+                ) as response:
+                    if response.status_code >= 300:
+                        _raise_for_status(response)
+                    _require_content_type(response, _is_event_stream, "an event stream")
+                    usage = Usage()
+                    async for item in _parse_sse(response):
+                        if isinstance(item, Usage):
+                            usage = item
+                        else:
+                            call.first_token()
+                            yield item
+                    call.finish(usage)
+                    yield usage
+            except httpx.HTTPError as exc:
+                raise _map_transport_error(exc) from exc
 
 
 async def _parse_sse(response: httpx.Response) -> AsyncIterator[str | Usage]:

@@ -69,7 +69,9 @@ async def generate_quiz(llm: LLMClient, request: QuizRequest, *, user: str | Non
     """Ask up to `ATTEMPTS` times; LLM transport errors are not retried (they map to statuses)."""
     messages = quiz_messages(request)
     for attempt in range(1, ATTEMPTS + 1):
-        completion = await llm.complete(messages, user=user, response_format=JSON_OBJECT)
+        completion = await llm.complete(
+            messages, operation="quiz", user=user, response_format=JSON_OBJECT
+        )
         try:
             return parse_quiz(completion.text, request)
         except InvalidQuiz as exc:

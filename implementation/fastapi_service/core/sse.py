@@ -21,6 +21,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from fastapi_service.core.llm import LLMError, LLMUnavailable, StreamItem, Usage
+from fastapi_service.core.metrics import STREAMS_OPEN
 from fastapi_service.core.problems import problem_body
 
 logger = logging.getLogger("fastapi_service")
@@ -42,7 +43,8 @@ def error_event(exc: LLMError) -> bytes:
 
 
 class EventStreamResponse(StreamingResponse):
-    """`text/event-stream` with the no-buffering headers, and a guaranteed cleanup."""
+    """`text/event-stream` with the no-buffering headers, a guaranteed cleanup, and counted
+    in `service_streams_open` while it is sent."""
 
     media_type = "text/event-stream"
 
@@ -63,9 +65,11 @@ class EventStreamResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        STREAMS_OPEN.inc()  # open while it is sent, however it ends
         try:
             await super().__call__(scope, receive, send)
         finally:
+            STREAMS_OPEN.dec()
             # Starlette does not close an iterator it never started; we must.
             if self._on_close is not None:
                 await self._on_close()

@@ -92,7 +92,8 @@ def _reply(text: str, usage_counts: dict[str, int]) -> ChatResponse:
     dependencies=[Depends(require_json)],
 )
 async def chat(body: ChatRequest, request: Request, llm: LLMDep, user: UserDep) -> ChatResponse:
-    completion = await until_disconnect(request, llm.complete(conversation(body), user=user))
+    answer = llm.complete(conversation(body), operation="chat", user=user)
+    completion = await until_disconnect(request, answer)
     return _reply(completion.text, completion.usage.as_dict())
 
 
@@ -146,5 +147,7 @@ async def chat_file(
     text = await extract_text(file)
     prompt = f"File {safe_name(file.filename)}:\n{text}\n\nQuestion: {message}"
     messages: list[Message] = [{"role": "user", "content": prompt}]
-    completion = await until_disconnect(request, llm.complete(messages, user=user))
+    # A question about a file is a chat, as far as the LLM metrics go.
+    answer = llm.complete(messages, operation="chat", user=user)
+    completion = await until_disconnect(request, answer)
     return _reply(completion.text, completion.usage.as_dict())

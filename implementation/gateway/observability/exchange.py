@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 StreamEnd = Literal["done", "error", "client_left", "drained"]
+#: How the service failed the gateway (the metrics' ``kind``; pool exhaustion is its own).
+UpstreamFailure = Literal["refused", "timeout", "broken", "bad_answer", "pool_exhausted"]
+#: Which limit answered 429: a rate bucket (``ProxyRoute.bucket``) or the stream cap.
+LimitBucket = str
 
 
 @dataclass(slots=True)
@@ -30,6 +34,9 @@ class Exchange:
     finished: float | None = None
     stream_end: StreamEnd | None = None
     client_left: bool = False
+    streaming: bool = False
+    upstream_failure: UpstreamFailure | None = None
+    limited: LimitBucket | None = None
 
 
 CURRENT: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar(
@@ -51,3 +58,13 @@ def note_stream_end(end: StreamEnd) -> None:
     """How a relayed stream ended; the first note wins (a drain's cut is not a client's)."""
     if (exchange := CURRENT.get()) is not None and exchange.stream_end is None:
         exchange.stream_end = end
+
+
+def note_upstream_failure(kind: UpstreamFailure) -> None:
+    if (exchange := CURRENT.get()) is not None:
+        exchange.upstream_failure = kind
+
+
+def note_limited(bucket: LimitBucket) -> None:
+    if (exchange := CURRENT.get()) is not None:
+        exchange.limited = bucket

@@ -1,18 +1,21 @@
-"""The ASGI layer that opens each request's exchange and logs it once answered (OPS-LOG-1).
+"""The ASGI layer that opens each request's exchange and hands it to its sinks: the
+metrics (gateway/observability/metrics.py, OPS-METRICS) and the request log (OPS-LOG-1).
 
 It sits inside the probes (a supervisor's probes every few seconds would bury the
 requests) and outside everything that answers: the body limit, the fast path and
-Django. It sees the status and the ``X-Request-ID`` the answer carries, counts the body
-bytes sent and the time to the first one, and writes one line per request in a
-``finally``, however the request ended. An answer that never completed is a client
-that left.
+Django. It sees the status and the ``X-Request-ID`` the answer carries, whether it is
+an event stream, counts the body bytes sent and the time to the first one, and closes
+the exchange in a ``finally``, however the request ended. An answer that never
+completed is a client that left.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Protocol
 
 from django.urls import Resolver404, resolve
 
@@ -22,10 +25,21 @@ from gateway.observability.exchange import CURRENT, Exchange
 logger = logging.getLogger("gateway.requests")
 
 _REQUEST_ID = b"x-request-id"
+_CONTENT_TYPE = b"content-type"
+_EVENT_STREAM = b"text/event-stream"
 #: Any path no route matched: a raw path is never a label or a log field (unbounded).
 UNMATCHED = "unmatched"
 
-Sink = Callable[[Exchange], None]
+
+class Sink(Protocol):
+    """What ``Observe`` tells of each exchange: opened, streaming (an event stream
+    began), closed (answered, or the client left)."""
+
+    def opened(self, exchange: Exchange) -> None: ...
+
+    def streaming(self, exchange: Exchange) -> None: ...
+
+    def closed(self, exchange: Exchange) -> None: ...
 
 
 class Observe:
@@ -39,6 +53,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         exchange = Exchange(scope["method"], self.route_of(scope["path"]), time.perf_counter())
+        sinks = self.sinks
         complete = False
 
         async def observed_send(message: Message) -> None:
@@ -47,8 +62,13 @@ class Observe:
             if kind == "http.response.start":
                 exchange.status = message["status"]
                 for name, value in message.get("headers", ()):
-                    if name.lower() == _REQUEST_ID:
+                    name = name.lower()
+                    if name == _REQUEST_ID:
                         exchange.request_id = value.decode("latin-1")
+                    elif name == _CONTENT_TYPE and value.startswith(_EVENT_STREAM):
+                        exchange.streaming = True
+                        for sink in sinks:
+                            sink.streaming(exchange)
             elif kind == "http.response.body":
                 if body := message.get("body", b""):
                     if exchange.first_byte is None:
@@ -58,6 +78,8 @@ class Observe:
                     complete = True
             await send(message)
 
+        for sink in sinks:
+            sink.opened(exchange)
         token = CURRENT.set(exchange)
         try:
             await self.app(scope, receive, observed_send)
@@ -65,28 +87,54 @@ class Observe:
             CURRENT.reset(token)
             exchange.finished = time.perf_counter()
             exchange.client_left = not complete
-            for sink in self.sinks:
-                sink(exchange)
+            for sink in sinks:
+                sink.closed(exchange)
 
     def route_of(self, path: str) -> str:
         """The route template of ``path``: a proxied route, else Django's pattern."""
         if path in self._routes:
             return path
-        try:
-            match = resolve(path)
-        except Resolver404:
-            return UNMATCHED
-        if getattr(match.func, "matches_any_path", False) or not match.route:
-            return UNMATCHED  # a catch-all view (apps/core/views.py, api_not_found)
-        return "/" + match.route
+        return _django_route(path)
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: raw paths are the client's to choose
+def _django_route(path: str) -> str:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return UNMATCHED
+    if getattr(match.func, "matches_any_path", False) or not match.route:
+        return UNMATCHED  # a catch-all view (apps/core/views.py, api_not_found)
+    return "/" + match.route
+
+
+class RequestLog:
+    """The ``Observe`` sink that writes one line per request (OPS-LOG-1)."""
+
+    def opened(self, exchange: Exchange) -> None:
+        pass
+
+    def streaming(self, exchange: Exchange) -> None:
+        pass
+
+    def closed(self, exchange: Exchange) -> None:
+        log_exchange(exchange)
 
 
 def log_exchange(exchange: Exchange) -> None:
-    """The one line of a request: its fields ride on the record (logformat.py renders them)."""
+    """The one line of a request: its fields ride on the record (logformat.py renders them).
+
+    The record is made and handled directly: ``logger.info`` would also walk the stack
+    for the caller's file and line (a third of the line's cost), which no format shows.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
     fields = exchange_fields(exchange)
-    logger.info(
-        "%s %s %s", exchange.method, exchange.route, fields["status"], extra={"fields": fields}
+    args = (exchange.method, exchange.route, fields["status"])
+    record = logger.makeRecord(
+        logger.name, logging.INFO, __file__, 0, "%s %s %s", args, None, extra={"fields": fields}
     )
+    logger.handle(record)
 
 
 def exchange_fields(exchange: Exchange) -> dict[str, object]:

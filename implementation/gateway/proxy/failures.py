@@ -21,6 +21,7 @@ import logging
 import httpx
 from django.http import HttpResponse, JsonResponse
 
+from gateway.observability.exchange import UpstreamFailure, note_upstream_failure
 from gateway.problems import PROBLEM_CONTENT_TYPE, normalize_problem, problem, problem_body
 from gateway.proxy.headers import downstream_response_headers
 
@@ -42,6 +43,17 @@ def relays_error_body(status: int) -> bool:
 POOL_RETRY_AFTER = "1"
 
 
+def failure_kind(exc: httpx.HTTPError) -> UpstreamFailure:
+    """The metrics' name for ``exc`` (gateway_upstream_failures_total's ``kind``)."""
+    if isinstance(exc, httpx.PoolTimeout):
+        return "pool_exhausted"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "refused"
+    return "broken"
+
+
 def classify_transport_error(exc: httpx.HTTPError) -> tuple[int, str]:
     """(status, detail) for an httpx error raised while talking to the service."""
     if isinstance(exc, httpx.PoolTimeout):
@@ -52,6 +64,7 @@ def classify_transport_error(exc: httpx.HTTPError) -> tuple[int, str]:
 
 
 def transport_failure(exc: httpx.HTTPError, *, path: str, request_id: str) -> JsonResponse:
+    note_upstream_failure(failure_kind(exc))
     status, detail = classify_transport_error(exc)
     logger.warning(
         "service call %s failed: %s -> %s (request %s)",
@@ -65,6 +78,7 @@ def transport_failure(exc: httpx.HTTPError, *, path: str, request_id: str) -> Js
 
 
 def bad_upstream_answer(*, path: str, request_id: str, reason: str) -> JsonResponse:
+    note_upstream_failure("bad_answer")
     logger.warning("service call %s: %s -> 502 (request %s)", path, reason, request_id)
     return problem(502, "The AI service sent an invalid answer.")
 
@@ -74,6 +88,8 @@ def upstream_error(
 ) -> HttpResponse:
     """Map a non-2xx service answer; ``body`` is its (bounded) body, if read."""
     status = response.status_code
+    if not relays_error_body(status):
+        note_upstream_failure("bad_answer")
     if status in (401, 403):
         # Never log the secret itself, only that the two sides disagree.
         logger.error(

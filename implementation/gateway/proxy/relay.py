@@ -14,8 +14,9 @@ import httpx
 from django.http import StreamingHttpResponse
 
 from gateway.lifecycle.draining import DRAIN, RESTARTING
-from gateway.observability.exchange import StreamEnd, note_stream_end
+from gateway.observability.exchange import StreamEnd, note_stream_end, note_upstream_failure
 from gateway.problems import problem_json_bytes
+from gateway.proxy.failures import failure_kind
 from gateway.proxy.headers import downstream_response_headers
 from gateway.proxy.sse import EventBoundaryBuffer
 
@@ -137,6 +138,7 @@ class RelayFraming:
 
     def broke_off(self, exc: httpx.HTTPError) -> bytes:
         """The partial event dropped, the one error event that ends the stream."""
+        note_upstream_failure(failure_kind(exc))
         logger.warning(
             "stream %s failed mid-way: %s (request %s)",
             self._path,

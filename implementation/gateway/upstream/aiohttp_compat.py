@@ -19,7 +19,8 @@ import aiohttp
 
 if TYPE_CHECKING:  # annotations only: nothing below needs these at run time
     from aiohttp.client_proto import ResponseHandler
-    from aiohttp.client_reqrep import ConnectionKey
+    from aiohttp.client_reqrep import ClientRequest, ConnectionKey
+    from aiohttp.tracing import Trace
 
 __all__ = ["SUPPORTED", "IncompatibleAiohttp", "KeepAliveLimitConnector", "buffered", "verify"]
 
@@ -34,12 +35,25 @@ class KeepAliveLimitConnector(aiohttp.TCPConnector):
     on ``BaseConnector._release(key, protocol, *, should_close=False)`` being
     where aiohttp returns a connection to the pool (closing it instead when
     ``should_close``), and on ``BaseConnector._conns`` mapping each key to its
-    idle connections.
+    idle connections. It counts new connections where ``TCPConnector._create_connection
+    (req, traces, timeout)`` opens one: aiohttp's public TraceConfig would cost every request.
     """
 
     def __init__(self, *, max_keepalive: int | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._max_keepalive = max_keepalive
+        #: Connections this connector opened (its pool reused the others; OPS-METRICS).
+        self.connections_opened = 0
+
+    async def _create_connection(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's own signature)
+    ) -> ResponseHandler:
+        protocol = await super()._create_connection(req, traces, timeout)
+        self.connections_opened += 1
+        return protocol
 
     def _release(
         self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
@@ -87,6 +101,11 @@ def _problems() -> Iterator[str]:
         "TCPConnector._release",
         getattr(aiohttp.TCPConnector, "_release", None),
         "self, key, protocol, *, should_close=False",
+    )
+    yield from _signature_problems(
+        "TCPConnector._create_connection",
+        getattr(aiohttp.TCPConnector, "_create_connection", None),
+        "self, req, traces, timeout",
     )
     yield from _signature_problems(
         "StreamReader._read_nowait",

@@ -20,7 +20,7 @@ import httpx
 from django.conf import settings
 
 from gateway.upstream.signing import SigningAuth
-from gateway.upstream.transport import AiohttpTransport
+from gateway.upstream.transport import AiohttpTransport, PoolStats
 
 __all__ = [
     "NoCookieJar",
@@ -28,6 +28,7 @@ __all__ = [
     "build_client",
     "client_options",
     "get_client",
+    "pool_stats",
     "service_url",
 ]
 
@@ -110,6 +111,19 @@ def get_client() -> httpx.AsyncClient:
         if client is None or client.is_closed:
             client = _clients[loop] = build_client()
         return client
+
+
+def pool_stats() -> PoolStats | None:
+    """The running loop's pool, if its client exists and its transport counts (aiohttp).
+
+    Reads ``AsyncClient._transport``: httpx has no public way to the transport it was
+    given, and the metrics must not create a client to read one.
+    """
+    client = _clients.get(asyncio.get_running_loop())
+    if client is None or client.is_closed:
+        return None
+    transport = getattr(client, "_transport", None)
+    return transport.stats() if isinstance(transport, AiohttpTransport) else None
 
 
 async def aclose_clients() -> None:

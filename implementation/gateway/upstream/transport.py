@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
 
 from gateway.upstream.aiohttp_compat import KeepAliveLimitConnector, buffered
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "PoolSlots", "PoolStats"]
 
 #: The most one read hands out: whatever has arrived, up to this much.
 CHUNK_SIZE = 64 * 1024
@@ -48,15 +49,55 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise  # pragma: no cover (ClientError is always matched)
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """The pool at one instant and since it opened (the metrics sample it: OPS-METRICS-4)."""
+
+    in_use: int
+    idle: int
+    waiting: int
+    requests: int
+    connections_opened: int
+
+
+class PoolSlots:
+    """httpx's ``max_connections`` with its pool timeout, counting what it hands out."""
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+        self.in_use = 0
+        self.waiting = 0
+        self.requests = 0
+
+    async def acquire(self, pool_timeout: float | None) -> None:
+        if self._semaphore.locked():  # the pool is full: queue, for at most the pool timeout
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(pool_timeout):
+                    await self._semaphore.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("No pooled connection came free in time.") from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self._semaphore.acquire()  # returns at once (no await to lose the slot)
+        self.in_use += 1
+        self.requests += 1  # one that the pool refused was never sent
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._semaphore.release()
+
+
 class _ResponseStream(httpx.AsyncByteStream):
     """The body of one aiohttp response; closing it frees its pool slot once."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, request: httpx.Request, slots: asyncio.Semaphore
+        self, response: aiohttp.ClientResponse, request: httpx.Request, slots: PoolSlots
     ) -> None:
         self._response = response
         self._request = request
-        self._slots: asyncio.Semaphore | None = slots
+        self._slots: PoolSlots | None = slots
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
@@ -93,9 +134,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, limits: httpx.Limits) -> None:
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: PoolSlots | None = None
 
-    def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+    def _open(self) -> tuple[aiohttp.ClientSession, PoolSlots]:
         limits = self._limits
         connector = KeepAliveLimitConnector(
             max_keepalive=limits.max_keepalive_connections,
@@ -110,12 +151,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout=aiohttp.ClientTimeout(total=None),
         )
         # None means "no limit" in httpx; a semaphore that large never blocks.
-        self._slots = asyncio.Semaphore(limits.max_connections or 2**31 - 1)
+        self._slots = PoolSlots(limits.max_connections or 2**31 - 1)
         return self._session, self._slots
 
     @property
     def connector(self) -> KeepAliveLimitConnector | None:
         return None if self._session is None else self._session.connector  # type: ignore[return-value]
+
+    def stats(self) -> PoolStats:
+        connector, slots = self.connector, self._slots
+        if connector is None or slots is None:
+            return PoolStats(0, 0, 0, 0, 0)
+        return PoolStats(
+            in_use=slots.in_use,
+            idle=connector.idle_connections(),
+            waiting=slots.waiting,
+            requests=slots.requests,
+            connections_opened=connector.connections_opened,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None or self._slots is None:
@@ -123,14 +176,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         else:
             session, slots = self._session, self._slots
         timeout = request.extensions.get("timeout", {})
-        if slots.locked():  # the pool is full: queue, for at most the pool timeout
-            try:
-                async with asyncio.timeout(timeout.get("pool")):
-                    await slots.acquire()
-            except TimeoutError:
-                raise httpx.PoolTimeout("No pooled connection came free in time.") from None
-        else:
-            await slots.acquire()  # returns at once (no await in between to lose the slot)
+        await slots.acquire(timeout.get("pool"))
 
         try:
             with _httpx_errors(request):

@@ -13,6 +13,24 @@ from gateway.observability.logformat import JsonFormatter, TextFormatter
 from gateway.observability.observe import UNMATCHED, Observe, exchange_fields
 
 
+class _Recorder:
+    """A sink that keeps each exchange it is told of, as it is when closed."""
+
+    def __init__(self) -> None:
+        self.closed_exchanges: list[Exchange] = []
+        self.events: list[str] = []
+
+    def opened(self, exchange: Exchange) -> None:
+        self.events.append("opened")
+
+    def streaming(self, exchange: Exchange) -> None:
+        self.events.append("streaming")
+
+    def closed(self, exchange: Exchange) -> None:
+        self.events.append("closed")
+        self.closed_exchanges.append(exchange)
+
+
 def _scope(path: str = "/api/chat/") -> dict[str, Any]:
     return {"type": "http", "method": "POST", "path": path, "headers": []}
 
@@ -22,15 +40,15 @@ async def _receive() -> dict[str, Any]:
 
 
 async def _run(app: Any, path: str = "/api/chat/") -> tuple[list[Exchange], list[dict[str, Any]]]:
-    seen: list[Exchange] = []
+    recorder = _Recorder()
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    observe = Observe(app, routes=["/api/chat/"], sinks=[seen.append])
+    observe = Observe(app, routes=["/api/chat/"], sinks=[recorder])
     await observe(_scope(path), _receive, send)
-    return seen, sent
+    return recorder.closed_exchanges, sent
 
 
 @pytest.mark.asyncio
@@ -71,12 +89,12 @@ async def test_an_app_that_raises_is_still_logged() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
 
-    seen: list[Exchange] = []
-    observe = Observe(app, routes=[], sinks=[seen.append])
+    recorder = _Recorder()
+    observe = Observe(app, routes=[], sinks=[recorder])
     with pytest.raises(RuntimeError):
         await observe(_scope(), _receive, _noop_send)
-    assert len(seen) == 1
-    assert seen[0].status is None
+    assert recorder.events == ["opened", "closed"]
+    assert recorder.closed_exchanges[0].status is None
 
 
 async def _noop_send(message: dict[str, Any]) -> None:

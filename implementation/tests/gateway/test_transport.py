@@ -125,6 +125,23 @@ async def test_sequential_requests_reuse_one_connection(service: Service) -> Non
     assert len(service.peers) == 1
 
 
+async def test_stats_count_requests_and_the_connections_opened_for_them(service: Service) -> None:
+    http, transport = client(service, max_connections=2)
+    async with http:
+        for _ in range(5):
+            assert (await http.post("/ok", content=b"{}")).status_code == 200
+        held = [asyncio.ensure_future(http.post("/hold", content=b"{}")) for _ in range(3)]
+        await wait_until(lambda: transport.stats().waiting == 1)
+        stats = transport.stats()
+        assert (stats.in_use, stats.idle, stats.requests) == (2, 0, 7)  # not the waiting one
+        assert stats.connections_opened == 2  # the first, and one more for the second hold
+        service.release.set()
+        await asyncio.gather(*held)
+        stats = transport.stats()
+        assert (stats.in_use, stats.waiting, stats.idle) == (0, 0, 2)
+        assert stats.connections_opened == len(service.peers) == 2
+
+
 async def test_a_full_pool_gives_pool_timeout_after_the_pool_timeout(service: Service) -> None:
     http, _ = client(service, max_connections=1, pool=0.3)
     async with http:
@@ -147,13 +164,13 @@ async def test_waiters_cancelled_in_the_queue_take_no_slot_and_never_reach_the_s
         held = [asyncio.ensure_future(http.post("/hold", content=b"{}")) for _ in range(2)]
         await wait_until(lambda: len(service.seen) == 2)
         waiters = [asyncio.ensure_future(http.post("/ok", content=b"{}")) for _ in range(10)]
-        await asyncio.sleep(0.05)  # let them queue (nothing to poll: the queue is internal)
+        await wait_until(lambda: transport.stats().waiting == 10)
         service.release.set()  # slots come free while the waiters are being cancelled
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*held, *waiters, return_exceptions=True)
-        assert transport._slots is not None
-        assert transport._slots._value == 2, "a cancelled waiter kept a pool slot"
+        stats = transport.stats()
+        assert (stats.in_use, stats.waiting) == (0, 0), "a cancelled waiter kept a pool slot"
         started = time.monotonic()
         fresh = await asyncio.gather(*(http.post("/ok", content=b"{}") for _ in range(2)))
         assert [r.status_code for r in fresh] == [200, 200]
@@ -253,8 +270,7 @@ async def test_broken_answers_become_the_httpx_errors_httpcore_raises(
     async with http:
         with pytest.raises(error):
             await fetch()
-        assert transport._slots is not None
-        assert transport._slots._value == 10, "a failed request kept its pool slot"
+        assert transport.stats().in_use == 0, "a failed request kept its pool slot"
 
 
 async def test_connection_refused_is_a_connect_error(service: Service) -> None:
