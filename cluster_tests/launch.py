@@ -292,6 +292,7 @@ class Tier:
                     f"http://{h.address}:{self.port}",
                     self.processes[h.name].pid,
                     str(self.processes[h.name].log),
+                    self._metrics_url(h.address),
                 )
                 for h in self.hosts
             ],
@@ -323,9 +324,20 @@ class Tier:
             f"{self.kind.name}-{host.name}",
             host.exec_argv(argv),
             cwd=self.workdir,
-            env=self.env,
+            env=self._host_env(host),
             log=self.log_dir / f"{host.name}.log",
         )
+
+    def _host_env(self, host: Host) -> dict[str, str]:
+        """The tier's environment, with the metrics (if any) on the host's own address:
+        its 127.0.0.1 is the namespace's, which the suite cannot reach."""
+        if not self.env.get("METRICS_PORT"):
+            return self.env
+        return {**self.env, "METRICS_HOST": host.address}
+
+    def _metrics_url(self, address: str) -> str:
+        port = self.env.get("METRICS_PORT")
+        return f"http://{address}:{port}/metrics" if port else ""
 
     def _config_args(self) -> list[str]:
         """The deployment's gunicorn config, or uvicorn's worker when there is none yet."""
@@ -397,7 +409,14 @@ class LoopbackTier(Tier):
             listen=[front],
             launcher_pid=os.getpid(),
             hosts=[
-                HostRecord(self.NAME, LOOPBACK, f"http://{front}", process.pid, str(process.log))
+                HostRecord(
+                    self.NAME,
+                    LOOPBACK,
+                    f"http://{front}",
+                    process.pid,
+                    str(process.log),
+                    self._metrics_url(LOOPBACK),
+                )
             ],
             access_log="",
             error_log="",

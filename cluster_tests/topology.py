@@ -103,6 +103,8 @@ class HostRecord:
     url: str
     pid: int
     log: str
+    #: Where its gunicorn master serves every worker's metrics ("" when the tier has none).
+    metrics: str = ""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 #: Quiet measurements first; the bursts that can leave a server busy last.
 MODULE_ORDER = (
     "test_requests.py",
+    "test_observability.py",
     "test_timing.py",
     "test_perf_1_streaming.py",
     "test_perf_2_concurrency.py",

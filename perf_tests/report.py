@@ -184,7 +184,7 @@ def add_ratios(data: dict[str, Any]) -> None:
 
 
 def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reference implementation's goals (issue 3), against this run's figures."""
+    """The reference implementation's goals (issues 3 and 12), against this run's figures."""
     found: list[dict[str, Any]] = []
 
     def add(goal: str, measured: str, met: bool | None) -> None:
@@ -213,14 +213,24 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"stream throughput ≥ 0.6{TIMES} direct", f"{stream:.2f}{TIMES}", stream >= 0.6)
     small = data.get("small_requests", {})
     gateway = small.get(GATEWAY, {}).get("rps")
+    cost = data.get("observability_cost", {})
+    variants = set(cost.get("compared", ()))  # the gateway itself, watched or not
     for key, route in data.get("routes", {}).items():
         baseline = small.get(key, {}).get("rps")
-        if route.get("baseline") and gateway is not None and baseline:
+        if route.get("baseline") and key not in variants and gateway is not None and baseline:
             add(
                 f"small chat requests ahead of `{key}`",
                 f"{gateway / baseline:.2f}{TIMES} {key}",
                 gateway > baseline,
             )
+    if "cpu_cost" in cost:
+        add(
+            "metrics and the JSON request log cost ≤ 5 % of small-request throughput "
+            "(CPU per request, on against off; issue 12)",
+            f"{cost['cpu_cost']:.1%} CPU per request; throughput {cost['cost']:.1%} "
+            f"({cost['median_on']:,.0f} vs {cost['median_off']:,.0f} req/s)",
+            cost["cpu_cost"] <= cost["goal"],
+        )
     return found
 
 

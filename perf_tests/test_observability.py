@@ -67,6 +67,7 @@ def test_metrics_and_the_request_log_cost_little_small_request_throughput(
     cpu_cost = 1 - cpu_off / cpu_on
     report.section("observability_cost").update(
         {
+            "compared": [ON, OFF],
             "rounds": ROUNDS,
             "seconds_per_round": DURATION,
             "rps_on": rps[ON],
@@ -80,15 +81,17 @@ def test_metrics_and_the_request_log_cost_little_small_request_throughput(
             "goal": GOAL,
         }
     )
+    # A saturated worker's throughput is 1 / its CPU per request: judged on that, the
+    # steadier figure (two identical instances differ by ~3 % there, ~10 % in req/s).
     ok = report.check(
-        "OPS-METRICS",
-        "metrics + JSON request log: small-request throughput lost (medians of "
-        f"{ROUNDS} alternated rounds; goal ≤ {GOAL:.0%})",
-        f"{cost:.1%} ({on:,.0f} vs {off:,.0f} req/s)",
+        "—",
+        "metrics + JSON request log: CPU per small request, on against off (medians of "
+        f"{ROUNDS} alternated rounds; the goal is ≤ {GOAL:.0%}, see the report's goals)",
+        f"{cpu_cost:+.1%} ({cpu_on:,.0f} vs {cpu_off:,.0f} µs)",
         f"≤ {BOUND:.0%}",
-        cost <= BOUND,
+        cpu_cost <= BOUND,
     )
-    assert ok, f"metrics and request log cost {cost:.1%} of small-request throughput: {rps}"
+    assert ok, f"metrics and request log cost {cpu_cost:.1%} CPU per request: {cpu_us}"
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
