@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from deploy.metrics import Listener, serve
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from deploy.metrics import Listener, serve
 from fastapi_service.core.body_limit import BodyLimitMiddleware
 from fastapi_service.core.config import ConfigError, Settings, metrics_listener
 from fastapi_service.core.files import MAX_UPLOAD_BODY

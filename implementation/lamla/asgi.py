@@ -18,9 +18,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lamla.settings")
 
 django_application = get_asgi_application()
 
-from deploy import metrics  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from deploy import metrics  # noqa: E402
 from gateway.asgi.body_limit import BodyLimit  # noqa: E402
 from gateway.asgi.edge import edge  # noqa: E402
 from gateway.asgi.fastpath import FastPath  # noqa: E402

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import dj_database_url
 from corsheaders.defaults import default_headers
-from deploy.metrics import Listener
 from django.core.exceptions import ImproperlyConfigured
 
+from deploy.metrics import Listener
 from lamla.env import env_bool, env_choice, env_float, env_int, env_list, env_name, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent

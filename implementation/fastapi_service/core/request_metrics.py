@@ -17,10 +17,10 @@ from re import Pattern
 from time import perf_counter
 from typing import Any
 
-from deploy.metrics import CLIENT_CLOSED_REQUEST, LABELLED_METHODS, OTHER_METHOD
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deploy.metrics import CLIENT_CLOSED_REQUEST, LABELLED_METHODS, OTHER_METHOD
 from fastapi_service.core.metrics import REQUEST_DURATION, REQUESTS
 
 UNMATCHED = "unmatched"

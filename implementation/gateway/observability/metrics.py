@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from deploy.metrics import CLIENT_CLOSED_REQUEST, LABELLED_METHODS, OTHER_METHOD
 from prometheus_client import Counter, Gauge, Histogram
 
+from deploy.metrics import CLIENT_CLOSED_REQUEST, LABELLED_METHODS, OTHER_METHOD
 from gateway.observability.exchange import Exchange
 from gateway.upstream.transport import PoolStats
 

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from deploy.metrics import Listener
 from prometheus_client import REGISTRY
 from starlette.types import Message, Receive, Scope, Send
 
+from deploy.metrics import Listener
 from fastapi_service.core import metrics
 from fastapi_service.core.config import ConfigError, metrics_listener
 from fastapi_service.core.llm import LLMClient, LLMUnavailable, Usage, build_http_client
