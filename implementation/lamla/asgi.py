@@ -39,6 +39,7 @@ from gateway.upstream.client import aclose_clients, pool_stats  # noqa: E402  (a
 _service_probe = ServiceProbe()
 _pool_sampler = PoolSampler(pool_stats)
 _metrics_server: metrics.MetricsServer | None = None
+_request_log = RequestLog()
 
 
 async def _startup() -> None:
@@ -54,6 +55,7 @@ async def _startup() -> None:
 
 async def _shutdown() -> None:
     global _metrics_server
+    _request_log.flush()  # the lines of the last requests
     if settings.METRICS is not None:
         await _pool_sampler.stop()
     if _metrics_server is not None:
@@ -72,7 +74,7 @@ def _observed(app: ASGIApp) -> Observe:
     if settings.METRICS is not None:
         sinks.append(Metrics())
     if settings.GATEWAY_REQUEST_LOG:
-        sinks.append(RequestLog())
+        sinks.append(_request_log)
     return Observe(app, routes=[route.path for route in served()], sinks=sinks)
 
 

@@ -254,10 +254,9 @@ except ValueError as exc:
 # (LOG_FORMAT=json; gateway/observability/logformat.py), uvicorn's own lines included.
 # Nothing here formats request objects, headers or cookies; the proxy never logs the
 # secret. GATEWAY_REQUEST_LOG: one line per request (OPS-LOG-1; the probes excepted),
-# on by default with the JSON format only until its cost to small requests comes down
-# (README, "Configuration": 12-18 % of one worker in the perf report's side-by-side rows).
+# written in batches (gateway/observability/observe.py, RequestLog; README, "Operating").
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
-GATEWAY_REQUEST_LOG = env_bool("GATEWAY_REQUEST_LOG", LOG_FORMAT == "json")
+GATEWAY_REQUEST_LOG = env_bool("GATEWAY_REQUEST_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

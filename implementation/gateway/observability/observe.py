@@ -11,6 +11,7 @@ completed is a client that left.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -109,7 +110,19 @@ def _django_route(path: str) -> str:
 
 
 class RequestLog:
-    """The ``Observe`` sink that writes one line per request (OPS-LOG-1)."""
+    """The ``Observe`` sink that writes one line per request (OPS-LOG-1), in batches.
+
+    A line is written at most :attr:`delay` seconds after its request ended, together
+    with the others that ended meanwhile: one at a time, amid the requests, a line cost
+    55 µs of CPU in the server (10 % of a small request), though 20 µs in a loop; in
+    batches it runs with warm caches. :meth:`flush` writes what is pending (the
+    lifespan's shutdown calls it, so a stopping worker loses no line).
+    """
+
+    def __init__(self, *, delay: float = 0.05) -> None:
+        self.delay = delay
+        self._pending: list[Exchange] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def opened(self, exchange: Exchange) -> None:
         pass
@@ -118,7 +131,17 @@ class RequestLog:
         pass
 
     def closed(self, exchange: Exchange) -> None:
-        log_exchange(exchange)
+        self._pending.append(exchange)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        for exchange in pending:
+            log_exchange(exchange)
 
 
 def log_exchange(exchange: Exchange) -> None:

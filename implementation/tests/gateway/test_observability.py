@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from gateway.observability.exchange import CURRENT, Exchange, note_stream_end, note_user
 from gateway.observability.logformat import JsonFormatter, TextFormatter
-from gateway.observability.observe import UNMATCHED, Observe, exchange_fields
+from gateway.observability.observe import UNMATCHED, Observe, RequestLog, exchange_fields
 
 
 class _Recorder:
@@ -129,3 +130,38 @@ def test_text_lines_carry_the_fields_as_name_value_pairs() -> None:
     line = TextFormatter().format(_record({"status": 200, "user_id": None, "client_left": False}))
     assert line.endswith("POST x status=200 client_left=no")
     assert TextFormatter().format(_record(None)).endswith("gateway.requests: POST x")
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self.written = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.written.set()
+
+
+@pytest.mark.asyncio
+async def test_the_request_log_writes_in_batches_and_flush_writes_what_is_pending() -> None:
+    lines = _Lines()
+    logger = logging.getLogger("gateway.requests")
+    logger.addHandler(lines)
+    try:
+        request_log = RequestLog(delay=0.05)
+        for n in range(3):
+            exchange = Exchange("POST", "/api/chat/", started=float(n))
+            exchange.status, exchange.finished = 200, float(n) + 0.5
+            request_log.closed(exchange)
+        assert lines.messages == []  # not one at a time
+        await asyncio.wait_for(lines.written.wait(), 2.0)
+        assert lines.messages == ["POST /api/chat/ 200"] * 3  # all three, together
+        request_log.closed(Exchange("GET", "/api/auth/me/", started=0.0))
+        request_log.flush()  # at shutdown: nothing waits for the timer
+        assert lines.messages[-1] == "GET /api/auth/me/ None"
+        assert len(lines.messages) == 4
+        request_log.flush()
+        assert len(lines.messages) == 4, "a flushed line is written once"
+    finally:
+        logger.removeHandler(lines)
