@@ -16,11 +16,14 @@ prometheus_client and wiped at every start (client_python's multiprocess docs).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_HOST = "127.0.0.1"
@@ -84,12 +87,27 @@ def multiprocess() -> bool:
 
 
 def serve(listener: Listener | None) -> MetricsServer | None:
-    """This process's metrics on ``listener``; None when it has none or a parent serves."""
+    """This process's metrics on ``listener``; None when it has none or a parent serves.
+
+    A port already taken is logged, not raised: under ``uvicorn --workers N`` every
+    worker would try the same port, and a worker that cannot serve its metrics must
+    still serve its users (gunicorn with deploy/gunicorn.conf.py serves them all).
+    """
     if listener is None or multiprocess():
         return None
     from prometheus_client import REGISTRY, start_http_server
 
-    server, _thread = start_http_server(listener.port, listener.host, registry=REGISTRY)
+    try:
+        server, _thread = start_http_server(listener.port, listener.host, registry=REGISTRY)
+    except OSError as exc:
+        logger.error(
+            "metrics not served on %s:%s (%s): with several worker processes, run them "
+            "under gunicorn -c deploy/gunicorn.conf.py, whose master serves them all",
+            listener.host,
+            listener.port,
+            exc.strerror or exc,
+        )
+        return None
     return MetricsServer(server)
 
 
