@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import nginx
+from harness import nginx, wrk
 from harness.client import Session
 from harness.loadgen import build_request
 from harness.plug import Baseline
@@ -34,6 +34,9 @@ DIRECT, GATEWAY, NGINX = "direct", "gateway", "nginx"
 #: The two routes every path is measured on (spec/gateway.openapi.yaml).
 CHAT = route("chat")
 STREAM = route("chat_stream")
+#: The small request every path is compared on, and how many are in flight at once.
+SMALL_CHAT = b'{"message":"hello"}'
+SMALL_CONCURRENCY = 32
 
 LABELS = {
     DIRECT: "direct to the service (the limit)",
@@ -67,6 +70,22 @@ class Route:
     chat_path: str
     stream_path: str
     headers: tuple[tuple[str, str], ...] = ()
+
+    def small_chats(
+        self, load_client: str | None, *, duration: float, warmup: float
+    ) -> wrk.Throughput:
+        """Small JSON chats at concurrency :data:`SMALL_CONCURRENCY`, after a warm-up."""
+        return wrk.measure(
+            self.host,
+            self.port,
+            self.chat_path,
+            SMALL_CHAT,
+            self.headers,
+            wrk=load_client,
+            connections=SMALL_CONCURRENCY,
+            duration=duration,
+            warmup=warmup,
+        )
 
     @property
     def url(self) -> str:

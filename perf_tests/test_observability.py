@@ -13,16 +13,13 @@ import statistics
 import psutil
 import pytest
 
-from harness import wrk
 from perf_tests.bench import Bench
 from perf_tests.report import PerfReport
 
 ON, OFF = "observed", "unobserved"
 ROUNDS = 6
-CONCURRENCY = 32
 WARMUP = 0.5
 DURATION = 2.0
-MESSAGE = b'{"message":"hello"}'
 #: The issue's budget for metrics and request logs together, and what the test asserts
 #: (a 2-core machine's noise is several per cent between two instances).
 GOAL = 0.05
@@ -44,17 +41,7 @@ def test_metrics_and_the_request_log_cost_little_small_request_throughput(
             route = routes[key]
             assert route is not None
             cpu_before = _cpu_seconds(processes[key])
-            result = wrk.measure(
-                route.host,
-                route.port,
-                route.chat_path,
-                MESSAGE,
-                route.headers,
-                wrk=load_client,
-                connections=CONCURRENCY,
-                duration=DURATION,
-                warmup=WARMUP,
-            )
+            result = route.small_chats(load_client, duration=DURATION, warmup=WARMUP)
             assert not result.errors, f"{key}: small requests failed: {result.errors}"
             rps[key].append(round(result.rps, 1))
             # The warm-up's requests are not counted in ``result``: its CPU is, a little.

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from harness import wrk
-from perf_tests.bench import DIRECT, GATEWAY, Bench
+from perf_tests.bench import DIRECT, GATEWAY, SMALL_CONCURRENCY, Bench
 from perf_tests.report import PerfReport
 
-CONCURRENCY = 32
 WARMUP = 1.0
 DURATION = 5.0
-MESSAGE = b'{"message":"hello"}'
 
 
 def test_small_request_throughput_and_latency(
@@ -20,18 +17,8 @@ def test_small_request_throughput_and_latency(
     section = report.section("small_requests")
     latency = report.series.setdefault("latency", {})
     for route in bench.available():
-        result = wrk.measure(
-            route.host,
-            route.port,
-            route.chat_path,
-            MESSAGE,
-            route.headers,
-            wrk=load_client,
-            connections=CONCURRENCY,
-            duration=DURATION,
-            warmup=WARMUP,
-        )
-        section[route.key] = {"concurrency": CONCURRENCY, **result.to_json()}
+        result = route.small_chats(load_client, duration=DURATION, warmup=WARMUP)
+        section[route.key] = {"concurrency": SMALL_CONCURRENCY, **result.to_json()}
         latency[route.label] = result.percentiles_ms
         bench.fake.control.reset()  # keep the fake's request log small between routes
     for key in (DIRECT, GATEWAY):
